@@ -1,0 +1,25 @@
+# Two front-door targets (README): `make demo` and `make test`. Both set up .venv first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: setup demo test lint crds
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	python3 -m uv venv --quiet --allow-existing --python python3.11 $(VENV)
+	python3 -m uv pip install --quiet --python $(PY) -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m pitwall_trainer train --model race_winner --seasons 2022,2023,2024 --algorithm xgboost --output models/race_winner_v1.pkl
+
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+test: setup
+	$(PY) -m ruff check operator trainer tests bench
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
+
+lint: setup
+	$(PY) -m ruff check operator trainer tests bench

@@ -1,0 +1,1 @@
+"""Ergast-schema data: where it lives, how it is read, validated and fetched."""
