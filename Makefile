@@ -23,3 +23,6 @@ test: setup
 
 lint: setup
 	$(PY) -m ruff check operator trainer tests bench
+
+# kind cluster, images and deploy targets (docs/deploy.md)
+include mk/kind.mk
