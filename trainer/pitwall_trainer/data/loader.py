@@ -25,8 +25,12 @@ RED_FLAG_STOP_MS = 60_000
 
 
 def read_raw(path: Path) -> pd.DataFrame:
-    """Read one CSV as text; `\\N` and empty cells become missing values."""
-    return pd.read_csv(path, dtype=str, na_values=[NULL, ""], keep_default_na=False)
+    """Read one CSV as text; `\\N` and empty cells become missing values.
+
+    Blank lines are kept (as rows of missing values) so that row i is always CSV line i + 2, the
+    line number the validator reports.
+    """
+    return pd.read_csv(path, dtype=str, na_values=[NULL, ""], keep_default_na=False, skip_blank_lines=False)
 
 
 def read_raw_tables(data_dir: Path) -> dict[str, pd.DataFrame | None]:

@@ -1,0 +1,67 @@
+"""`pitwall-train data fetch` and `pitwall-train validate-data`: getting and checking the F1 tables."""
+
+from __future__ import annotations
+
+import argparse
+
+from pitwall_trainer.cli.common import add_data_dir, add_json, emit, seasons_arg
+from pitwall_trainer.errors import DataError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="download the F1 tables")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    fetch = data_commands.add_parser(
+        "fetch", help="download seasons from the Jolpica (Ergast-compatible) API into a folder of CSVs"
+    )
+    fetch.add_argument("--seasons", required=True, type=seasons_arg, help="e.g. 2018-2024 or 2022,2024")
+    fetch.add_argument("--out", help="target folder (default: the fetch cache, see $PITWALL_CACHE_DIR)")
+    fetch.add_argument("--base-url", help="API base URL (default: https://api.jolpi.ca/ergast/f1)")
+    fetch.add_argument(
+        "--ids-from",
+        help="a folder of Ergast CSVs whose surrogate ids to reuse (the target's own tables are always used)",
+    )
+    add_json(fetch)
+    fetch.set_defaults(handler=run_fetch)
+
+    validate = subparsers.add_parser(
+        "validate-data", help="check a data folder: files, columns, types, keys, references, dates"
+    )
+    add_data_dir(validate)
+    add_json(validate)
+    validate.set_defaults(handler=run_validate)
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from pitwall_trainer.data.fetch import DEFAULT_BASE_URL, fetch_seasons
+    from pitwall_trainer.data.paths import fetch_cache_dir
+
+    summary = fetch_seasons(
+        args.seasons,
+        out=args.out or fetch_cache_dir(),
+        base_url=args.base_url or DEFAULT_BASE_URL,
+        ids_from=args.ids_from,
+    )
+    span = str(args.seasons[0]) if len(args.seasons) == 1 else f"{args.seasons[0]}-{args.seasons[-1]}"
+    human = f"fetched {span} into {summary['out']}: " + ", ".join(
+        f"{name} {count}" for name, count in summary["rows"].items()
+    )
+    emit(args, summary, human)
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from pitwall_trainer.data.loader import read_raw_tables
+    from pitwall_trainer.data.paths import resolve_data_dir
+    from pitwall_trainer.data.validate import validate_tables
+
+    folder = resolve_data_dir(args.data_dir)
+    raw = read_raw_tables(folder)
+    problems = validate_tables(folder, raw)
+    rows = {name: len(frame) for name, frame in raw.items() if frame is not None}
+    result = {"data_dir": str(folder), "valid": not problems, "problems": problems, "rows": rows}
+    if problems:
+        emit(args, result)
+        raise DataError(f"the data in {folder} is not valid ({len(problems)} problems)", problems)
+    emit(args, result, f"{folder}: valid ({sum(rows.values())} rows in {len(rows)} tables)")
+    return 0
