@@ -11,6 +11,8 @@ from pitwall_trainer.data.paths import fetch_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.plugins.mlflow_server"]
+
 
 def _real_data_dir() -> Path | None:
     env = os.environ.get("PITWALL_DATA_DIR")
