@@ -11,7 +11,7 @@ from pitwall_trainer.data.paths import fetch_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.plugins.mlflow_server"]
+pytest_plugins = ["tests.plugins.mlflow_server", "tests.plugins.cluster"]
 
 
 def _real_data_dir() -> Path | None:

@@ -1,0 +1,127 @@
+"""pytest plugin: the `cluster` fixture — the sandbox by default, a real cluster with --kubeconfig.
+
+Enable with `pytest_plugins = ["tests.plugins.cluster"]` in tests/conftest.py (or `-p tests.plugins.cluster`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+KUBECTL = os.environ.get("KUBECTL", "kubectl")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kubeconfig",
+        default=None,
+        metavar="PATH",
+        help="run cluster tests against this real cluster instead of the sandbox",
+    )
+
+
+@dataclass
+class Cluster:
+    """What tests get: a kubeconfig, and the sandbox handle when the cluster is the sandbox."""
+
+    kubeconfig: Path
+    sandbox: Any = None  # pitwall_operator.sandbox.Sandbox, or None on a real cluster
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.sandbox is not None
+
+    def require_sandbox(self, what: str) -> Any:
+        """Skip (with the reason) a check that only the sandbox can make; else return the sandbox."""
+        if self.sandbox is None:
+            pytest.skip(f"sandbox-only check ({what}): running against a real cluster")
+        return self.sandbox
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60  # noqa: A002
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster; raise with its stderr when `check` fails."""
+        result = subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def kubectl_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def activate(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Point in-process clients (Kopf's KopfRunner, `load_kube_config()`) at this cluster.
+
+        The kubernetes client reads $KUBECONFIG once, at import: setting the env var is not enough.
+        """
+        monkeypatch.setenv("KUBECONFIG", str(self.kubeconfig))
+        monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(self.kubeconfig))
+
+    def assert_no_violations(self) -> None:
+        """Fail when the sandbox recorded built-in objects that kubernetes-validate (strict) rejects."""
+        if self.sandbox is not None:
+            assert self.sandbox.violations == [], self.sandbox.violations
+
+    def api_client(self) -> Any:
+        """A fresh kubernetes.client.ApiClient for this cluster."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30, interval: float = 0.1, what: str = "") -> Any:
+    """Poll until `check()` returns a truthy value; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The cluster under test: a session-wide sandbox, or the real one given by --kubeconfig."""
+    given = request.config.getoption("--kubeconfig")
+    if given:
+        yield Cluster(kubeconfig=Path(given).expanduser().resolve())
+        return
+    from pitwall_operator.sandbox import Sandbox
+
+    state = tmp_path_factory.mktemp("sandbox")
+    data_dir = os.environ.get("PITWALL_DATA_DIR") or state / "data"
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    with Sandbox(data_dir=data_dir, state_dir=state) as sandbox:
+        yield Cluster(kubeconfig=sandbox.kubeconfig, sandbox=sandbox)
+
+
+@pytest.fixture
+def cluster_namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (works on both kinds of cluster)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl(
+        "apply",
+        "--validate=false",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
