@@ -48,7 +48,7 @@ def test_examples_parse_to_what_they_say():
     run = parse_resource(yaml.safe_load((EXAMPLES / "trainingrun.yaml").read_text()))
     assert isinstance(run, TrainingRunSpec)
     assert (run.model, run.algorithm, run.data.seasons) == ("race_winner", "xgboost", [2022, 2023, 2024])
-    assert run.data.source.pvc.claim_name == "training-data-pvc"
+    assert run.data.source is None  # the operator's default data claim
     assert run.resources.requests == {"cpu": "4", "memory": "8Gi"}
     assert run.resources.limits == {"cpu": "8", "memory": "16Gi"}
     assert run.run_policy.backoff_limit == 3
