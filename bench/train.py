@@ -1,0 +1,108 @@
+"""Benchmark the trainer: wall time and peak memory of `train` per model on 2022-2024, then
+backtests of 2022, 2023 and 2024 against the baselines. Prints tables (and --json FILE).
+
+    PITWALL_DATA_DIR=../shared/data/f1-ergast .venv/bin/python bench/train.py
+
+Each command runs in its own child process (`--child`) so its peak RSS is its own
+(getrusage RUSAGE_CHILDREN of a process that starts exactly one command). The feature cache is
+warmed first unless --cold, so train times measure training, not the one-off feature build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = ("race_winner", "quali_order", "pit_window")
+SEASONS = (2022, 2023, 2024)
+HEADLINE = {"race_winner": ("top1_accuracy", "log_loss"), "quali_order": ("ndcg_at_10", "spearman", "pole_accuracy"),
+            "pit_window": ("mae_laps", "within_3_laps")}
+
+
+def child(argv: list[str]) -> int:
+    """Run one command; print its wall time, peak RSS and last stdout line as JSON on our stdout."""
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kB on Linux
+    lines = proc.stdout.strip().splitlines()
+    print(json.dumps({"code": proc.returncode, "wall_s": wall, "peak_mb": peak_kb / 1024,
+                      "result": json.loads(lines[-1]) if proc.returncode == 0 and lines else None,
+                      "stderr": proc.stderr[-2000:] if proc.returncode else ""}))
+    return 0
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *cmd], capture_output=True, text=True, env=env,
+                         check=True)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    if record["code"] != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({record['code']}):\n{record['stderr']}")
+    return record
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", help="default: each model's own default algorithm")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--seasons", default=",".join(map(str, SEASONS)), help="backtest seasons")
+    parser.add_argument("--cold", action="store_true", help="start from an empty feature cache")
+    parser.add_argument("--skip-backtest", action="store_true")
+    parser.add_argument("--json", dest="json_out", help="also write all figures to this file")
+    args = parser.parse_args()
+
+    exe = [sys.executable, "-m", "pitwall_trainer"]
+    env = dict(os.environ)
+    work = Path(tempfile.mkdtemp(prefix="pitwall-bench-"))
+    if args.cold:
+        env["PITWALL_CACHE_DIR"] = str(work / "cache")
+    else:  # warm the feature cache once, outside the measurements
+        subprocess.run([sys.executable, "-c", "from pitwall_trainer.features import load_feature_matrix as f; f()"],
+                       env=env, check=True)
+    models = args.models.split(",")
+    figures: dict = {"train": {}, "backtest": {}}
+
+    algo = ["--algorithm", args.algorithm] if args.algorithm else []
+    print(f"train --seasons 2022,2023,2024 --algorithm {args.algorithm or '(model default)'} --no-mlflow "
+          f"({'cold' if args.cold else 'warm'} feature cache, {os.cpu_count()} cores)")
+    print(f"{'model':<13}{'wall s':>9}{'peak MB':>10}  primary metric (walk-forward on 2024)")
+    for model in models:
+        rec = measure([*exe, "train", "--model", model, "--seasons", "2022,2023,2024", *algo,
+                       "--output", str(work / f"{model}.pkl"), "--no-mlflow", "--json"], env)
+        res = rec["result"]
+        figures["train"][model] = {"wall_s": rec["wall_s"], "peak_mb": rec["peak_mb"],
+                                   "primary": {res["primary_metric"]: res["primary_value"]}}
+        print(f"{model:<13}{rec['wall_s']:>9.1f}{rec['peak_mb']:>10.0f}  {res['primary_metric']} = "
+              f"{res['primary_value']:.3f} ({res['algorithm']})")
+
+    if not args.skip_backtest:
+        print("\nbacktest (each race predicted by a model retrained on every race before it)")
+        print(f"{'model':<13}{'season':>7}{'wall s':>8}  {'metric':<15}{'model':>8}  baselines")
+        for model in models:
+            for season in args.seasons.split(","):
+                rec = measure([*exe, "backtest", "--model", model, "--season", season, *algo,
+                               "--json"], env)
+                res = rec["result"]
+                figures["backtest"][f"{model}/{season}"] = {"wall_s": rec["wall_s"], "peak_mb": rec["peak_mb"],
+                                                           "metrics": res["metrics"], "baselines": res["baselines"]}
+                for i, metric in enumerate(HEADLINE[model]):
+                    base = "  ".join(f"{name} {vals[metric]:.3f}" for name, vals in res["baselines"].items()
+                                     if metric in vals)
+                    head = f"{model:<13}{season:>7}{rec['wall_s']:>8.1f}" if i == 0 else " " * 28
+                    print(f"{head}  {metric:<15}{res['metrics'][metric]:>8.3f}  {base}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        raise SystemExit(child(sys.argv[2:]))
+    raise SystemExit(main())

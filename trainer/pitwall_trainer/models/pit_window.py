@@ -1,0 +1,33 @@
+"""pit_window: the lap of a driver's first strategy stop (red-flag tyre changes excluded).
+
+The loader already drops red-flag "stops" (longer than a minute), so the target is the first
+real stop; rows without any stop (retired early, no-stop races) are not targets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pitwall_trainer.features import FEATURES
+from pitwall_trainer.models.spec import REGRESS, ModelSpec
+
+
+def _postprocess(rows: pd.DataFrame, raw: np.ndarray) -> pd.DataFrame:
+    pred = np.clip(np.asarray(raw, dtype="float64"), 1.0, None)
+    return pd.DataFrame({"score": pred, "pred_lap": pred}, index=rows.index)
+
+
+SPEC = ModelSpec(
+    name="pit_window",
+    task=REGRESS,
+    target="first_stop_lap",
+    features=tuple(FEATURES),
+    primary_metric="mae_laps",
+    primary_mode="min",
+    first_year=2014,
+    floor_year=2012,  # pit stops recorded from 2011, history from 2012
+    postprocess=_postprocess,
+    description="first pit-stop lap per driver; red-flag stops excluded",
+    default_algorithm="logistic_regression",  # the linear model had the lower MAE on 2022-2023
+)
