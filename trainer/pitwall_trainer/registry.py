@@ -198,6 +198,14 @@ def _check_reachable(client: MlflowClient, uri: str) -> None:
         client.search_experiments(max_results=1)
 
 
+def ensure_reachable(tracking_uri: str | None = None) -> str:
+    """Check the tracking server before a long training, so a down MLflow fails in seconds."""
+    uri = resolve_tracking_uri(tracking_uri)
+    with _mlflow_call(uri, "reach the tracking server"):
+        _check_reachable(_client(uri), uri)
+    return uri
+
+
 # ----------------------------------------------------------------------------- estimator flavours
 
 

@@ -1,0 +1,104 @@
+"""`pitwall-train run`: what the training pod runs, on real data and a local MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from pitwall_trainer.cli import main
+from pitwall_trainer.progress import ProgressUpdate
+from pitwall_trainer.reporting import TERMINATION_LIMIT, progress_status, termination_message
+
+SMALL_SPEC = {
+    "model": "race_winner",
+    "algorithm": "logistic_regression",
+    "data": {"seasons": [2023, 2024]},
+    "evaluation": {"holdoutRaces": 4, "walkForwardFolds": 0},
+}
+
+
+def _write(path: Path, document: object) -> Path:
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture
+def local_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("PITWALL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("PITWALL_TRAININGRUN_NAME", raising=False)
+    return uri
+
+
+def test_bad_spec_exits_2_and_names_the_field_in_the_termination_message(tmp_path: Path) -> None:
+    spec = _write(tmp_path / "spec.yaml", {**SMALL_SPEC, "model": "race_winnr"})
+    log = tmp_path / "termination-log"
+    assert main(["run", "--spec", str(spec), "--termination-log", str(log)]) == 2
+    message = json.loads(log.read_text())
+    assert message["ok"] is False and message["exitCode"] == 2
+    assert "spec.model" in message["error"]["message"]
+
+
+def test_unreadable_spec_is_a_config_error(tmp_path: Path) -> None:
+    log = tmp_path / "termination-log"
+    assert main(["run", "--spec", str(tmp_path / "missing.yaml"), "--termination-log", str(log)]) == 2
+    assert "cannot read" in json.loads(log.read_text())["error"]["message"]
+
+
+def test_down_mlflow_fails_fast_as_retryable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: nothing listens
+    spec = _write(tmp_path / "spec.yaml", SMALL_SPEC)
+    log = tmp_path / "termination-log"
+    assert main(["run", "--spec", str(spec), "--data-dir", str(data_dir), "--termination-log", str(log)]) == 1
+    message = json.loads(log.read_text())
+    assert message["error"]["type"] == "RegistryUnavailable"
+    assert "http://127.0.0.1:9" in message["error"]["message"]
+
+
+def test_run_trains_registers_promotes_then_a_never_run_is_not_promoted(
+    tmp_path: Path, local_mlflow: str, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _write(tmp_path / "spec.yaml", SMALL_SPEC)
+    log = tmp_path / "termination-log"
+    assert main(["run", "--spec", str(spec), "--data-dir", str(data_dir), "--termination-log", str(log), "--json"]) == 0
+    first = json.loads(log.read_text())
+    assert first["ok"] is True
+    assert first["mlflow"]["modelVersion"] == "1"
+    assert first["promotion"] == {**first["promotion"], "promoted": True, "version": "1", "alias": "champion"}
+    assert 0.0 <= first["metrics"]["top1_accuracy"] <= 1.0
+    assert "pole_sitter.top1_accuracy" in first["baselines"]
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["mlflow"]["runId"] == first["mlflow"]["runId"]
+
+    manifest = {"apiVersion": "pitwall.io/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "x"},
+                "spec": {**SMALL_SPEC, "promotion": {"policy": "Never"}}}
+    spec2 = _write(tmp_path / "manifest.yaml", manifest)
+    assert main(["run", "--spec", str(spec2), "--data-dir", str(data_dir), "--termination-log", str(log)]) == 0
+    second = json.loads(log.read_text())
+    assert second["mlflow"]["modelVersion"] == "2"
+    assert second["promotion"]["promoted"] is False and "version" not in second["promotion"]
+    assert second["promotion"]["previousVersion"] == "1"
+
+
+def test_termination_message_stays_within_the_kubelet_limit() -> None:
+    payload = {
+        "ok": False,
+        "exitCode": 1,
+        "metrics": {f"metric_{i}": 0.123456789 for i in range(200)},
+        "baselines": {f"baseline_{i}": 0.5 for i in range(200)},
+        "error": {"type": "RuntimeError", "message": "x" * 10_000},
+    }
+    text = termination_message(payload)
+    assert len(text.encode()) <= TERMINATION_LIMIT
+    decoded = json.loads(text)
+    assert decoded["ok"] is False and decoded["error"]["type"] == "RuntimeError"
+
+
+def test_progress_status_is_the_crd_shape() -> None:
+    block = progress_status(ProgressUpdate(3, 4, "fold 3/4", 0.5, 0.55, 12.7))
+    assert block["percent"] == 75 and block["message"] == "fold 3/4"
+    assert block["currentMetric"] == 0.5 and block["bestMetric"] == 0.55 and block["etaSeconds"] == 12
+    assert block["updatedAt"].endswith("Z")

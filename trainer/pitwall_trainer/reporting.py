@@ -1,0 +1,126 @@
+"""Progress and results back to the TrainingRun (DESIGN.md flow, step 4).
+
+In a pod the trainer knows its TrainingRun from PITWALL_TRAININGRUN_NAME/NAMESPACE. It
+merge-patches only the status subresource of that one resource (RBAC: get/patch
+trainingruns/status) and never touches conditions or state, which belong to the operator.
+Reporting is best effort: a failed patch is logged and training goes on, because the final
+result also goes to the container's termination message, which the operator reads when the
+status patch did not arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pitwall_trainer.progress import ProgressUpdate
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "pitwall.io", "v1alpha1", "trainingruns"
+NAME_ENV, NAMESPACE_ENV = "PITWALL_TRAININGRUN_NAME", "PITWALL_TRAININGRUN_NAMESPACE"
+TERMINATION_ENV = "PITWALL_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_LIMIT = 4096  # bytes the kubelet keeps of a termination message
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def progress_status(update: ProgressUpdate) -> dict[str, Any]:
+    """The `status.progress` block for one update (camelCase, as in the CRD)."""
+    block: dict[str, Any] = {
+        "percent": int(update.percent),
+        "message": update.message[:1024],
+        "updatedAt": _now(),
+    }
+    if update.current_metric is not None:
+        block["currentMetric"] = round(float(update.current_metric), 6)
+    if update.best_metric is not None:
+        block["bestMetric"] = round(float(update.best_metric), 6)
+    if update.eta_seconds is not None:
+        block["etaSeconds"] = max(0, int(update.eta_seconds))
+    return block
+
+
+class StatusReporter:
+    """Patches one TrainingRun's status; rate-limited so a fast loop cannot flood the API."""
+
+    def __init__(self, name: str, namespace: str, min_interval: float = 2.0, api: Any = None):
+        self.name, self.namespace, self.min_interval = name, namespace, min_interval
+        self._api = api
+        self._last_sent = 0.0
+
+    @classmethod
+    def from_env(cls) -> StatusReporter | None:
+        """A reporter when running for a TrainingRun, else None (a laptop run)."""
+        name = os.environ.get(NAME_ENV)
+        if not name:
+            return None
+        return cls(name, os.environ.get(NAMESPACE_ENV, "default"))
+
+    def _client(self) -> Any:
+        if self._api is None:
+            from kubernetes import client, config
+
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config()
+            else:
+                config.load_kube_config()
+            self._api = client.CustomObjectsApi()
+        return self._api
+
+    def patch(self, status: dict[str, Any]) -> bool:
+        """Merge-patch the status subresource; False (logged) when the API refused or was down."""
+        try:
+            self._client().patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status}
+            )
+            return True
+        except Exception as error:  # noqa: BLE001 - reporting must never stop training
+            log.warning("could not report to TrainingRun %s/%s: %s", self.namespace, self.name, error)
+            return False
+
+    def progress(self, update: ProgressUpdate) -> None:
+        """Progress sink: send at most one update per `min_interval`, and always the last one."""
+        now = time.monotonic()
+        if update.done < update.total and now - self._last_sent < self.min_interval:
+            return
+        self._last_sent = now
+        self.patch({"progress": progress_status(update)})
+
+
+def termination_message(payload: dict[str, Any], limit: int = TERMINATION_LIMIT) -> str:
+    """Compact JSON within the kubelet's limit: drop the least needed parts first, never the verdict."""
+    trimmed = dict(payload)
+    text = json.dumps(trimmed, separators=(",", ":"), sort_keys=True)
+    for key in ("baselines", "metrics"):
+        if len(text.encode()) <= limit:
+            break
+        trimmed[key] = {}
+        text = json.dumps(trimmed, separators=(",", ":"), sort_keys=True)
+    if len(text.encode()) > limit and trimmed.get("error"):
+        error = dict(trimmed["error"])
+        error["message"] = str(error.get("message", ""))[:1000]
+        trimmed["error"] = error
+        text = json.dumps(trimmed, separators=(",", ":"), sort_keys=True)
+    return text
+
+
+def write_termination_message(payload: dict[str, Any], path: str | None = None) -> Path | None:
+    """Write the result where the kubelet reads it; skipped on a laptop (no such file or folder)."""
+    target = Path(path or os.environ.get(TERMINATION_ENV) or DEFAULT_TERMINATION_LOG)
+    if not target.parent.is_dir() or (target == Path(DEFAULT_TERMINATION_LOG) and not target.exists()):
+        return None
+    try:
+        target.write_text(termination_message(payload))
+        return target
+    except OSError as error:
+        log.warning("could not write the termination message to %s: %s", target, error)
+        return None
