@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from pitwall_trainer.data.paths import fetch_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -97,6 +97,10 @@ def test_final_stage_runs_as_a_numeric_non_root_user(dockerfile: tuple[str, list
     assert not gid or (gid.isdigit() and int(gid) > 0), users[-1]
     values = yaml.safe_load((ROOT / "charts" / "pitwall" / "values.yaml").read_text())
     assert int(uid) == values["runAsUser"], "the chart's runAsUser must be the image's USER"
+    if name == "Dockerfile.trainer":
+        from pitwall_operator.builders.job import RUN_UID
+
+        assert int(uid) == RUN_UID, "training pods run as the trainer image's USER"
 
 
 def test_final_stage_has_no_build_tools(dockerfile: tuple[str, list[Stage]]) -> None:

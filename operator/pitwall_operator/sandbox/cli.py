@@ -24,6 +24,7 @@ import sys
 import threading
 from pathlib import Path
 
+from .demo import EXAMPLE, demo
 from .operator_hook import OperatorProcess, default_command
 from .sandbox import DATA_CLAIM, Sandbox
 
@@ -100,7 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seasons", default="2018-2024", help="seasons to fetch into an empty cache")
     p.add_argument("--state-dir", help="keep pods' logs and Ray temp files here (default: a temp dir)")
     p.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free port)")
+    d = sub.add_parser("demo", help="start the sandbox and operator, apply the example TrainingRun, watch it train")
+    d.add_argument("--example", default=str(EXAMPLE), help="the TrainingRun manifest to apply")
+    d.add_argument("--data-dir", help="folder of Ergast CSVs (default $PITWALL_DATA_DIR, else the fetch cache)")
+    d.add_argument("--no-fetch", action="store_true", help="do not fill an empty fetch cache")
+    d.add_argument("--seasons", default="2014-2024", help="seasons to fetch into an empty cache")
+    d.add_argument("--state-dir", help="logs, pods' files and the MLflow store (default ./.sandbox)")
+    d.add_argument("--timeout", type=float, default=900, help="seconds to wait for the run")
+    d.add_argument("--keep", action="store_true", help="stay up after the run until Ctrl-C")
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo(args, _data_dir(args))
     return up(args)
 
 

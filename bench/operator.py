@@ -1,0 +1,242 @@
+"""Operator benchmark: 200 TrainingRuns against the sandbox, ours versus the framework's floor.
+
+    .venv/bin/python bench/operator.py [--runs 200] [--json out.json]
+
+For each of two operators, on a fresh sandbox: create N TrainingRuns as fast as one client can,
+and measure, from a watch on Jobs, the latency from each run's create call to its Job's ADDED
+event (p50, p95), the time until all Jobs exist, and the operator process's peak RSS.
+
+- pitwall: `kopf run -m pitwall_operator`, with PITWALL_TRAINER_COMMAND_OVERRIDE=true (benchmark
+  only: the Job runs `true` instead of the trainer, so no training cost is measured).
+- floor: a bare Kopf handler that only creates a Job (same client, same no-op command).
+
+Goal (issue 6): pitwall within 1.5x of the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+from kubernetes import client, config, watch
+
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACE = "default"
+RUN_SPEC = {"model": "race_winner", "algorithm": "xgboost", "data": {"seasons": [2024]}}
+
+FLOOR_OPERATOR = '''
+"""The floor: the least a Kopf operator can do per TrainingRun -- create one Job."""
+import kopf
+from kubernetes import client, config
+
+config.load_kube_config()
+BATCH = client.BatchV1Api()
+
+
+@kopf.on.create("pitwall.io", "v1alpha1", "trainingruns")
+def create(body, **_):
+    name, ns = body["metadata"]["name"], body["metadata"]["namespace"]
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": f"{name}-train", "namespace": ns,
+                        "labels": {"pitwall.io/training-run": name},
+                        "ownerReferences": [{"apiVersion": "pitwall.io/v1alpha1", "kind": "TrainingRun",
+                                             "name": name, "uid": body["metadata"]["uid"], "controller": True}]},
+           "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "trainer", "image": "busybox", "command": ["true"]}]}}}}
+    try:
+        BATCH.create_namespaced_job(ns, job)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS of a process tree, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                rss = root.memory_info().rss + sum(c.memory_info().rss for c in root.children(recursive=True))
+                self.peak = max(self.peak, rss)
+            except psutil.Error:
+                pass
+            self.done.wait(0.05)
+
+
+def start_operator(kind: str, kubeconfig: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    port = free_port()
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), PITWALL_METRICS_PORT="0",
+               PITWALL_TRAINER_COMMAND_OVERRIDE="true")
+    if kind == "pitwall":
+        target = ["-m", "pitwall_operator"]
+    else:
+        floor = workdir / "floor_operator.py"
+        floor.write_text(FLOOR_OPERATOR)
+        target = [str(floor)]
+    log = workdir / f"{kind}.log"
+    command = [sys.executable, "-m", "kopf", "run", *target, "--standalone", "--namespace", NAMESPACE,
+               "--liveness", f"http://127.0.0.1:{port}/healthz"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} operator exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind} operator not live after 60 s") from None
+            time.sleep(0.2)
+    return proc, log
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def measure(kind: str, runs: int, timeout: float) -> dict[str, Any]:
+    """One fresh sandbox, one operator, `runs` TrainingRuns; the figures for one table column."""
+    from pitwall_operator.sandbox import Sandbox
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp, Sandbox(state_dir=Path(tmp) / "sandbox") as sb:
+        api = config.new_client_from_config(config_file=str(sb.kubeconfig))
+        custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
+        proc, log = start_operator(kind, sb.kubeconfig, Path(tmp))
+        sampler = MemorySampler(proc.pid)
+        sampler.start()
+        created: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        watcher = watch.Watch()
+
+        def watch_jobs() -> None:
+            try:
+                for event in watcher.stream(batch.list_namespaced_job, NAMESPACE, timeout_seconds=int(timeout)):
+                    if event["type"] == "ADDED":
+                        name = event["object"].metadata.name.removesuffix("-train")
+                        seen.setdefault(name, time.perf_counter())
+                        if len(seen) >= runs:
+                            return
+            except Exception as exc:  # noqa: BLE001 - reported as missing Jobs
+                print(f"watch ended: {exc}", file=sys.stderr)
+
+        thread = threading.Thread(target=watch_jobs, daemon=True)
+        thread.start()
+        time.sleep(1.0)  # the watch is established
+        try:
+            start = time.perf_counter()
+            for i in range(runs):
+                name = f"bench-{i:04d}"
+                body = {"apiVersion": "pitwall.io/v1alpha1", "kind": "TrainingRun",
+                        "metadata": {"name": name, "namespace": NAMESPACE}, "spec": RUN_SPEC}
+                created[name] = time.perf_counter()
+                custom.create_namespaced_custom_object("pitwall.io", "v1alpha1", NAMESPACE, "trainingruns", body)
+            create_seconds = time.perf_counter() - start
+            thread.join(timeout)
+            watcher.stop()
+        finally:
+            sampler.done.set()
+            stop(proc)
+            api.close()
+        latencies = [seen[n] - created[n] for n in created if n in seen]
+        return {
+            "operator": kind,
+            "runs": runs,
+            "jobs": len(latencies),
+            "create_seconds": create_seconds,
+            "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95),
+            "all_jobs_seconds": (max(seen.values()) - start) if len(seen) >= runs else float("nan"),
+            "peak_rss_mib": sampler.peak / 2**20,
+            "violations": len(sb.violations),
+        }
+
+
+def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(results[0])
+    for key, value in results[0].items():
+        if isinstance(value, float):
+            out[key] = statistics.median(r[key] for r in results)
+    out["jobs"] = min(r["jobs"] for r in results)
+    return out
+
+
+def table(ours: dict[str, Any], floor: dict[str, Any]) -> str:
+    rows = [("p50 creation->Job (s)", "p50", "{:.3f}"), ("p95 creation->Job (s)", "p95", "{:.3f}"),
+            ("all Jobs exist (s)", "all_jobs_seconds", "{:.2f}"), ("operator peak RSS (MiB)", "peak_rss_mib", "{:.1f}")]
+    out = [f"{ours['runs']} TrainingRuns (create burst: pitwall {ours['create_seconds']:.2f} s, floor {floor['create_seconds']:.2f} s; "
+           f"Jobs seen: {ours['jobs']}/{floor['jobs']})", "",
+           "| metric | pitwall | kopf floor | ratio |", "|---|---:|---:|---:|"]
+    for label, key, fmt in rows:
+        ratio = ours[key] / floor[key] if floor[key] else float("nan")
+        out.append(f"| {label} | {fmt.format(ours[key])} | {fmt.format(floor[key])} | {ratio:.2f}x |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate floor/pitwall this many times and report medians (noisy machines)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    floors, ourses = [], []
+    for _ in range(args.rounds):
+        floors.append(measure("floor", args.runs, args.timeout))
+        ourses.append(measure("pitwall", args.runs, args.timeout))
+    floor, ours = median_of(floors), median_of(ourses)
+    print(table(ours, floor))
+    if args.rounds > 1:
+        print(f"(medians of {args.rounds} alternating rounds)")
+    goal = ours["p95"] <= 1.5 * floor["p95"] and ours["all_jobs_seconds"] <= 1.5 * floor["all_jobs_seconds"]
+    print(f"\ngoal (p95 and all-Jobs within 1.5x of the floor): {'met' if goal else 'NOT met'}")
+    if args.json:
+        args.json.write_text(json.dumps({"pitwall": ourses, "floor": floors}, indent=2))
+    return 0 if ours["jobs"] == args.runs and floor["jobs"] == args.runs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The RayCluster (KubeRay ray.io/v1) a tuned run with `engine: ray` and workers > 0 runs its trials on.
+
+Head and workers run the trainer image (so trial code and Ray match the driver), with the same
+restricted security context as the trainer Job. The driver Job reaches the head via RAY_ADDRESS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pitwall_operator.builders.job import container_security_context, place_pod, pod_security_context
+from pitwall_operator.builders.meta import RunRef, kueue_labels, metadata, ray_cluster_name
+from pitwall_operator.config import Settings
+
+RAY_VERSION = "2.60.0"  # the trainer image's ray[tune] pin (pyproject)
+GCS_PORT = 6379
+DASHBOARD_PORT = 8265
+CLIENT_PORT = 10001
+
+
+def ray_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The rayCluster block when this run needs a RayCluster, else None (local Ray or Optuna)."""
+    tuning = spec.get("tuning") or {}
+    if tuning.get("engine") != "ray":
+        return None
+    cluster = tuning.get("rayCluster") or {"workers": 2}
+    return cluster if int(cluster.get("workers", 2)) > 0 else None
+
+
+def head_address(run: RunRef, ray_cluster: dict[str, Any] | None = None) -> str:
+    """GCS address for the driver: the head service's IP from status when known, else its DNS name."""
+    head = ((ray_cluster or {}).get("status") or {}).get("head") or {}
+    endpoints = ((ray_cluster or {}).get("status") or {}).get("endpoints") or {}
+    port = endpoints.get("gcs-server") or endpoints.get("gcs") or GCS_PORT
+    host = head.get("serviceIP") or head.get("podIP")
+    if not host:
+        host = f"{ray_cluster_name(run.name)}-head-svc.{run.namespace}.svc"
+    return f"{host}:{port}"
+
+
+def is_ready(ray_cluster: dict[str, Any] | None) -> bool:
+    """KubeRay sets status.state `ready` (and condition HeadPodReady) once the head is up."""
+    status = (ray_cluster or {}).get("status") or {}
+    if str(status.get("state", "")).lower() == "ready":
+        return True
+    return any(c.get("type") == "HeadPodReady" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def _container(name: str, image: str, spec: dict[str, Any], resources: dict | None, ports: list) -> dict:
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "securityContext": container_security_context(),
+        "env": [{"name": "RAY_AUTH_MODE", "value": "disabled"}, {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}],
+    }
+    if ports:
+        container["ports"] = ports
+    if spec.get("imagePullPolicy"):
+        container["imagePullPolicy"] = spec["imagePullPolicy"]
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _pod_spec(spec: dict[str, Any], settings: Settings, container: dict) -> dict[str, Any]:
+    return place_pod({"securityContext": pod_security_context(), "containers": [container]}, spec, settings)
+
+
+def build_ray_cluster(run: RunRef, spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """`<run>-ray`: one head (no trials on it) and `workers` identical workers, fixed size."""
+    cluster = ray_settings(spec) or {"workers": 2}
+    workers = int(cluster.get("workers", 2))
+    image = spec.get("image") or settings.trainer_image
+    meta = metadata(run, ray_cluster_name(run.name), "ray-cluster", kueue_labels(run, spec))
+    pod_labels = dict(meta["labels"])
+    head_ports = [
+        {"name": "gcs-server", "containerPort": GCS_PORT},
+        {"name": "dashboard", "containerPort": DASHBOARD_PORT},
+        {"name": "client", "containerPort": CLIENT_PORT},
+    ]
+    head = _container("ray-head", image, spec, cluster.get("headResources") or spec.get("resources"), head_ports)
+    worker = _container("ray-worker", image, spec, cluster.get("workerResources") or spec.get("resources"), [])
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": meta,
+        "spec": {
+            "rayVersion": cluster.get("rayVersion") or RAY_VERSION,
+            "headGroupSpec": {
+                # num-cpus 0: trials go to the workers; the head only coordinates
+                "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
+                "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(spec, settings, head)},
+            },
+            "workerGroupSpecs": [
+                {
+                    "groupName": "workers",
+                    "replicas": workers,
+                    "minReplicas": workers,
+                    "maxReplicas": workers,
+                    "rayStartParams": {},
+                    "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(spec, settings, worker)},
+                }
+            ],
+        },
+    }

@@ -1,0 +1,486 @@
+"""RetrainPolicy decisions as pure functions: when to fire, what to create, what to delete, what status says.
+
+Like a CronJob with data triggers. The handler (handlers/retrainpolicy.py) reads the cluster and
+the clock and passes them in; everything here is deterministic and unit-tested:
+
+- `schedule_tick`: the cron tick due now (croniter, in the policy's IANA time zone);
+- `fired_reasons`: which data triggers fire for the monitoring Job's signals (the monitor uses
+  the same rule, so `pitwall-train monitor --json` and the operator agree);
+- `build_training_run` / `build_monitor_job`: the manifests;
+- `concurrency`: Forbid / Replace / Allow; `runs_to_prune`: history limits;
+- `fold_runs`: outcomes of finished runs into champion and promotion history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pitwall_operator.builders.job import (
+    CACHE_MOUNT,
+    DATA_MOUNT,
+    TERMINATION_LOG,
+    container_security_context,
+    data_source,
+    pod_security_context,
+)
+from pitwall_operator.config import GROUP, VERSION, Settings
+
+POLICY_KIND = "RetrainPolicy"
+POLICY_PLURAL = "retrainpolicies"
+POLICY_LABEL = "pitwall.io/retrain-policy"
+TRIGGER_LABEL = "pitwall.io/trigger"
+REASONS_ANNOTATION = "pitwall.io/trigger-reasons"
+EVIDENCE_ANNOTATION = "pitwall.io/trigger-evidence"  # latest race date | champion version (data triggers)
+BASE_URL_ANNOTATION = "pitwall.io/fetch-base-url"  # optional: where the monitor's data refresh fetches from
+MONITOR_CONTAINER = "monitor"
+MONITOR_COMPONENT = "retrain-monitor"
+MAX_RUN_NAME = 50  # TrainingRun names (children add suffixes)
+MAX_HISTORY = 20  # status.promotionHistory items
+# Argo CD marks what it syncs with these; a copy on a created run makes Argo prune it as "extra".
+ARGO_LABELS = ("app.kubernetes.io/instance",)
+ARGO_ANNOTATIONS = ("argocd.argoproj.io/tracking-id", "kubectl.kubernetes.io/last-applied-configuration")
+# Short words for run names: <policy(<=30)>-<yyyymmdd-hhmm>-<word(<=5)> fits 50 characters.
+REASON_WORD = {"Schedule": "sched", "AfterNewRace": "race", "PerformanceDrift": "perf",
+               "DataDrift": "drift", "NewData": "data", "Manual": "man"}
+# The fields of status.signals (the CRD prunes anything else; the monitor writes these too).
+SIGNAL_KEYS = ("computedAt", "championVersion", "latestRaceDate", "championTrainEndDate", "newRaces", "newSamples",
+               "recentAccuracy", "baselineAccuracy", "driftScore", "dataRefresh")
+# Trigger order when several fire at once: the first names the run.
+REASON_ORDER = ("Schedule", "AfterNewRace", "PerformanceDrift", "DataDrift", "NewData", "Manual")
+# What a model's promotion compares when the template names no metric (the trainer's primary metric).
+PRIMARY_METRIC = {"race_winner": "top1_accuracy", "quali_order": "ndcg_at_10", "pit_window": "mae_laps"}
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """The owning RetrainPolicy: enough to name, label and own what it creates."""
+
+    name: str
+    namespace: str
+    uid: str
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_body(cls, body: Any) -> PolicyRef:
+        meta = body["metadata"]
+        return cls(meta["name"], meta.get("namespace") or "default", meta.get("uid") or "",
+                   tuple(sorted((meta.get("annotations") or {}).items())))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """RFC 3339 (`...Z` or an offset) to an aware UTC datetime; None for None or garbage."""
+    if not text:
+        return None
+    try:
+        return _utc(datetime.fromisoformat(str(text).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+# --- schedule -------------------------------------------------------------------------------------
+
+
+def schedule_error(schedule: str, time_zone: str = "UTC") -> str | None:
+    """Why croniter cannot use this schedule (the API pattern admits a few it rejects), else None."""
+    from croniter import croniter
+
+    try:
+        croniter(schedule, datetime.now(ZoneInfo(time_zone)))
+    except Exception as error:  # noqa: BLE001 - croniter raises several types for bad expressions
+        return f"{schedule!r} is not a cron schedule croniter understands: {error}"
+    return None
+
+
+def previous_tick(schedule: str, time_zone: str, now: datetime) -> datetime:
+    """The latest tick at or before `now`, evaluated in the policy's time zone (DST-aware), in UTC."""
+    from croniter import croniter
+
+    local = _utc(now).astimezone(ZoneInfo(time_zone))
+    itr = croniter(schedule, local + timedelta(microseconds=1))
+    return _utc(itr.get_prev(datetime))
+
+
+def next_tick(schedule: str, time_zone: str, now: datetime) -> datetime:
+    from croniter import croniter
+
+    return _utc(croniter(schedule, _utc(now).astimezone(ZoneInfo(time_zone))).get_next(datetime))
+
+
+@dataclass(frozen=True)
+class Tick:
+    time: datetime  # the cron tick
+    fire: bool  # False: missed by more than startingDeadlineSeconds (skipped, like a CronJob)
+
+
+def schedule_tick(schedule: str, time_zone: str, since: datetime, now: datetime,
+                  starting_deadline_seconds: int | None = None) -> Tick | None:
+    """The newest tick after `since` (the last tick acted on, or the policy's creation) up to `now`.
+
+    Several missed ticks collapse into the newest one (a CronJob starts one Job, not a backlog).
+    """
+    tick = previous_tick(schedule, time_zone, now)
+    if tick <= _utc(since):
+        return None
+    late = (_utc(now) - tick).total_seconds()
+    return Tick(tick, starting_deadline_seconds is None or late <= starting_deadline_seconds)
+
+
+def check_due(last_check: datetime | None, interval_seconds: int, now: datetime) -> bool:
+    """The data triggers are evaluated once per checkInterval (the timer itself ticks faster)."""
+    return last_check is None or (_utc(now) - _utc(last_check)).total_seconds() >= interval_seconds
+
+
+# --- data triggers --------------------------------------------------------------------------------
+
+
+def fired_reasons(signals: dict[str, Any], triggers: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(reason, message) for every configured trigger the signals satisfy; camelCase in, as in the CRD.
+
+    performanceDrift compares accuracy-like metrics (higher is better): recent < threshold × baseline.
+    """
+    out: list[tuple[str, str]] = []
+    t = triggers or {}
+    new_races, new_samples = signals.get("newRaces"), signals.get("newSamples")
+    since = signals.get("championTrainEndDate") or "the start of the data (no champion yet)"
+    race = t.get("afterNewRace")
+    if race is not None and race.get("enabled", True) and new_races:
+        out.append(("AfterNewRace", f"{new_races} race(s) after {since}, latest {signals.get('latestRaceDate')}"))
+    perf = t.get("performanceDrift")
+    recent, baseline = signals.get("recentAccuracy"), signals.get("baselineAccuracy")
+    if perf is not None and recent is not None and baseline is not None:
+        threshold = float(perf.get("threshold", 0.9))
+        if recent < threshold * baseline:
+            out.append(("PerformanceDrift", f"recent accuracy {recent:.4f} < {threshold:g} x baseline {baseline:.4f} "
+                                            f"over the last {perf.get('windowRaces', 5)} races"))
+    drift = t.get("dataDrift")
+    score = signals.get("driftScore")
+    if drift is not None and score is not None:
+        threshold = float(drift.get("threshold", 0.1))
+        if score > threshold:
+            out.append(("DataDrift", f"drift score (PSI) {score:.4f} > {threshold:g}"))
+    data = t.get("newData")
+    if data is not None and new_samples is not None and new_samples >= int(data.get("minSamples", 20)):
+        out.append(("NewData", f"{new_samples} new samples >= {int(data.get('minSamples', 20))} since {since}"))
+    return out
+
+
+def ordered(reasons: list[str]) -> list[str]:
+    """Distinct reasons in REASON_ORDER (what status.lastTriggerReasons lists)."""
+    return [r for r in REASON_ORDER if r in set(reasons)]
+
+
+# --- the TrainingRun ------------------------------------------------------------------------------
+
+
+def run_name(policy: str, when: datetime, reason: str) -> str:
+    """`<policy>-<yyyymmdd-hhmm>-<why>`: says when and why, sorts by time, at most 50 characters.
+
+    Deterministic per minute and reason, so a retried create gets 409 instead of a second run.
+    """
+    stamp = _utc(when).strftime("%Y%m%d-%H%M")
+    word = REASON_WORD.get(reason, reason.lower()[:5])
+    head = policy[: MAX_RUN_NAME - len(stamp) - len(word) - 2].rstrip("-")
+    return f"{head}-{stamp}-{word}"
+
+
+def owner_reference(policy: PolicyRef) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": POLICY_KIND, "name": policy.name, "uid": policy.uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def policy_labels(policy: PolicyRef, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "pitwall", "app.kubernetes.io/component": component,
+            "app.kubernetes.io/managed-by": "pitwall-operator", POLICY_LABEL: policy.name}
+
+
+def build_training_run(policy: PolicyRef, spec: dict[str, Any], when: datetime, reasons: list[str],
+                       signals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A TrainingRun from the template: owned by the policy, labelled with policy and trigger.
+
+    The template's spec is copied as is, so promotion defaults to IfBetter (deploy only if better)
+    and the template's notifications decide who hears about a regression.
+    """
+    reasons = ordered(reasons) or ["Manual"]
+    template = spec.get("template") or {}
+    tmeta = template.get("metadata") or {}
+    labels = {k: v for k, v in (tmeta.get("labels") or {}).items() if k not in ARGO_LABELS}
+    labels.update(policy_labels(policy, "training-run"))
+    labels[TRIGGER_LABEL] = reasons[0]
+    annotations = {k: v for k, v in (tmeta.get("annotations") or {}).items() if k not in ARGO_ANNOTATIONS}
+    annotations[REASONS_ANNOTATION] = ",".join(reasons)
+    if signals is not None and set(reasons) - {"Schedule", "Manual"}:
+        annotations[EVIDENCE_ANNOTATION] = evidence(signals)
+    meta: dict[str, Any] = {"name": run_name(policy.name, when, reasons[0]), "namespace": policy.namespace,
+                            "labels": labels, "annotations": annotations}
+    if policy.uid:
+        meta["ownerReferences"] = [owner_reference(policy)]
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingRun", "metadata": meta,
+            "spec": json.loads(json.dumps(template.get("spec") or {}))}
+
+
+# --- the monitoring Job ---------------------------------------------------------------------------
+
+
+def monitor_job_name(policy: str, when: datetime) -> str:
+    return f"{policy}-mon-{_utc(when).strftime('%Y%m%d%H%M%S')}"
+
+
+def refresh_wanted(run_spec: dict[str, Any]) -> bool:
+    """The data folder is refreshed only when the template mounts its claim writable (readOnly: false)."""
+    pvc = ((run_spec.get("data") or {}).get("source") or {}).get("pvc") or {}
+    return bool(pvc) and pvc.get("readOnly") is False
+
+
+def monitor_args(policy: PolicyRef, spec: dict[str, Any], data_dir: str | None) -> list[str]:
+    """`pitwall-train monitor ...` for this policy's model, champion alias and triggers."""
+    run_spec = (spec.get("template") or {}).get("spec") or {}
+    model = run_spec.get("model", "race_winner")
+    args = ["monitor", "--model", model, "--policy", policy.name, "--namespace", policy.namespace, "--json",
+            "--triggers", json.dumps(spec.get("triggers") or {}, sort_keys=True, separators=(",", ":"))]
+    registered = (run_spec.get("mlflow") or {}).get("registeredModelName")
+    if registered:
+        args += ["--registered-model-name", registered]
+    alias = (run_spec.get("promotion") or {}).get("alias")
+    if alias:
+        args += ["--alias", alias]
+    if data_dir:
+        args += ["--data-dir", data_dir]
+    if data_dir and refresh_wanted(run_spec):
+        seasons = sorted((run_spec.get("data") or {}).get("seasons") or [])
+        args += ["--refresh", "--seasons", str(seasons[-1]) if seasons else ""]
+        base_url = dict(policy.annotations).get(BASE_URL_ANNOTATION)
+        if base_url:
+            args += ["--base-url", base_url]
+    return args
+
+
+def build_monitor_job(policy: PolicyRef, spec: dict[str, Any], settings: Settings, when: datetime) -> dict[str, Any]:
+    """A short Job of the trainer image computing the signals (and refreshing data, when allowed)."""
+    run_spec = (spec.get("template") or {}).get("spec") or {}
+    claim, path = data_source(run_spec, settings)
+    data_dir = (f"{DATA_MOUNT}/{path}" if path else DATA_MOUNT) if claim else None
+    env = [
+        {"name": "PITWALL_RETRAINPOLICY_NAME", "value": policy.name},
+        {"name": "PITWALL_RETRAINPOLICY_NAMESPACE", "value": policy.namespace},
+        {"name": "PITWALL_CACHE_DIR", "value": CACHE_MOUNT},
+        {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+    ]
+    uri = (run_spec.get("mlflow") or {}).get("trackingUri") or settings.default_mlflow_uri
+    if uri:
+        env.append({"name": "MLFLOW_TRACKING_URI", "value": uri})
+    volumes: list[dict[str, Any]] = [{"name": "cache", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "cache", "mountPath": CACHE_MOUNT}]
+    if claim:
+        writable = refresh_wanted(run_spec)
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
+        mounts.append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": not writable})
+    container: dict[str, Any] = {
+        "name": MONITOR_CONTAINER,
+        "image": run_spec.get("image") or settings.trainer_image,
+        "command": ["pitwall-train"],
+        "args": monitor_args(policy, spec, data_dir),
+        "env": env,
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": container_security_context(),
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+    }
+    if run_spec.get("imagePullPolicy"):
+        container["imagePullPolicy"] = run_spec["imagePullPolicy"]
+    pod: dict[str, Any] = {"restartPolicy": "Never", "securityContext": pod_security_context(),
+                           "containers": [container], "volumes": volumes}
+    account = run_spec.get("serviceAccountName") or settings.trainer_service_account
+    if account:
+        pod["serviceAccountName"] = account
+    labels = policy_labels(policy, MONITOR_COMPONENT)
+    meta: dict[str, Any] = {"name": monitor_job_name(policy.name, when), "namespace": policy.namespace,
+                            "labels": labels}
+    if policy.uid:
+        meta["ownerReferences"] = [owner_reference(policy)]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+            "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 900, "ttlSecondsAfterFinished": 3600,
+                     "template": {"metadata": {"labels": dict(labels)}, "spec": pod}}}
+
+
+def job_finished(job: dict[str, Any]) -> str | None:
+    """"Complete" or "Failed" once the Job ended, else None."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "Complete"
+        if cond.get("status") == "True" and cond.get("type") == "Failed":
+            return "Failed"
+    return None
+
+
+# --- runs: ownership, concurrency, history --------------------------------------------------------
+
+
+def run_state(run: dict[str, Any]) -> str:
+    return str((run.get("status") or {}).get("state") or "Pending")
+
+
+def is_finished(run: dict[str, Any]) -> bool:
+    return run_state(run) in ("Succeeded", "Failed")
+
+
+def created_by(run: dict[str, Any], policy: PolicyRef) -> bool:
+    """Only runs this policy created (its label and its owner reference): never a run from git."""
+    meta = run.get("metadata") or {}
+    if (meta.get("labels") or {}).get(POLICY_LABEL) != policy.name:
+        return False
+    owners = meta.get("ownerReferences") or []
+    return any(o.get("kind") == POLICY_KIND and o.get("name") == policy.name
+               and (not policy.uid or o.get("uid") == policy.uid) for o in owners)
+
+
+def _age_key(run: dict[str, Any]) -> str:
+    status, meta = run.get("status") or {}, run.get("metadata") or {}
+    return str(status.get("completionTime") or meta.get("creationTimestamp") or "")
+
+
+@dataclass
+class Concurrency:
+    create: bool
+    delete: list[str] = field(default_factory=list)  # active runs to delete first (Replace)
+    reason: str = ""
+
+
+def concurrency(policy: str, active: list[str]) -> Concurrency:
+    """CronJob's rule: Forbid skips while a run is active, Replace deletes it, Allow runs both."""
+    if not active or policy == "Allow":
+        return Concurrency(True, [], "Allow: runs may overlap" if active else "no active run")
+    if policy == "Replace":
+        return Concurrency(True, sorted(active), f"Replace: deleting active {', '.join(sorted(active))}")
+    return Concurrency(False, [], f"Forbid: {', '.join(sorted(active))} still running")
+
+
+def runs_to_prune(runs: list[dict[str, Any]], policy: PolicyRef, successful_limit: int,
+                  failed_limit: int) -> list[str]:
+    """Finished runs beyond the history limits, oldest first to go; runs from elsewhere are never touched."""
+    mine = [r for r in runs if created_by(r, policy) and is_finished(r)]
+    doomed: list[str] = []
+    for state, limit in (("Succeeded", successful_limit), ("Failed", failed_limit)):
+        done = sorted((r for r in mine if run_state(r) == state), key=_age_key, reverse=True)
+        doomed += [r["metadata"]["name"] for r in done[limit:]]
+    return sorted(doomed)
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    """Something worth an Event on the policy."""
+
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+def metric_of(run_spec: dict[str, Any]) -> str:
+    promotion = run_spec.get("promotion") or {}
+    return promotion.get("metric") or PRIMARY_METRIC.get(run_spec.get("model", ""), "top1_accuracy")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def fold_runs(status: dict[str, Any], runs: list[dict[str, Any]], policy: PolicyRef,
+              run_spec: dict[str, Any]) -> tuple[dict[str, Any], list[Decision]]:
+    """Active runs, last success, champion and promotion history from the policy's runs.
+
+    A finished run is recorded once (by name) in the bounded history, newest first. A run that
+    registered a worse model than the champion yields a Warning `Regression` decision (an Event);
+    the Slack alert for it comes from the run itself (its notifications, copied from the template).
+    """
+    mine = [r for r in runs if created_by(r, policy)]
+    out: dict[str, Any] = {"activeRuns": sorted(r["metadata"]["name"] for r in mine if not is_finished(r))}
+    history = list(status.get("promotionHistory") or [])
+    seen = {h.get("runName") for h in history}
+    champion = dict(status.get("champion") or {})
+    metric = metric_of(run_spec)
+    decisions: list[Decision] = []
+    finished = sorted((r for r in mine if is_finished(r)), key=_age_key)
+    succeeded = [r["metadata"]["name"] for r in finished if run_state(r) == "Succeeded"]
+    last_success = succeeded[-1] if succeeded else status.get("lastSuccessfulRun")  # pruned: keep the name
+    for run in finished:
+        name, rstatus = run["metadata"]["name"], run.get("status") or {}
+        if name in seen:
+            continue
+        promotion = rstatus.get("promotion") or {}
+        version = promotion.get("version") or (rstatus.get("mlflow") or {}).get("modelVersion")
+        value = _number((rstatus.get("metrics") or {}).get(metric))
+        record: dict[str, Any] = {"time": rstatus.get("completionTime"), "runName": name, "version": version,
+                                  "promoted": bool(promotion.get("promoted")) if promotion else False,
+                                  "value": value, "previousValue": _number(champion.get("value")),
+                                  "reason": (promotion.get("reason") or "")[:1024] or None}
+        if run_state(run) == "Failed":
+            record["reason"] = "run failed"
+            decisions.append(Decision("RunFailed", f"{name} failed; the champion stays", "Warning"))
+        elif record["promoted"]:
+            decisions.append(Decision("Promoted", f"{name}: version {version} is the new champion "
+                                                  f"({metric} {value}); {record['reason'] or ''}".strip()))
+            champion = {"version": str(version) if version is not None else None, "metric": metric,
+                        "value": value, "runName": name}
+        elif promotion.get("regression"):
+            prev = record["previousValue"]
+            delta = f"{value - prev:+.4f}" if value is not None and prev is not None else "n/a"
+            decisions.append(Decision("Regression", f"{name}: version {version} is worse than champion "
+                                                    f"{champion.get('version') or promotion.get('previousVersion')} "
+                                                    f"({metric}: previous {prev}, new {value}, delta {delta}); "
+                                                    "not promoted", "Warning"))
+        else:
+            decisions.append(Decision("NotPromoted", f"{name}: version {version} not promoted: {record['reason']}"))
+        history.insert(0, {k: v for k, v in record.items() if v is not None})
+        seen.add(name)
+    out["promotionHistory"] = history[:MAX_HISTORY]
+    if champion:
+        out["champion"] = {k: v for k, v in champion.items() if v is not None}
+    if last_success:
+        out["lastSuccessfulRun"] = last_success
+    return out, decisions
+
+
+def champion_from_signals(status: dict[str, Any], signals: dict[str, Any], metric: str) -> dict[str, Any] | None:
+    """Before any run of its own, the policy shows the registry's champion as the monitor saw it."""
+    version = signals.get("championVersion")
+    current = status.get("champion") or {}
+    if not version or current.get("version") == str(version):
+        return None
+    out = {"version": str(version), "metric": metric}
+    if signals.get("baselineAccuracy") is not None and metric == "top1_accuracy":
+        out["value"] = signals["baselineAccuracy"]  # the monitor's accuracy metric is race_winner's primary one
+    return out
+
+
+def evidence(signals: dict[str, Any]) -> str:
+    """What a data-triggered run was started on: the newest race and the champion it was measured against."""
+    return f"{signals.get('latestRaceDate') or '-'}|{signals.get('championVersion') or '-'}"
+
+
+def already_triggered(runs: list[dict[str, Any]], policy: PolicyRef, signals: dict[str, Any]) -> str | None:
+    """The run already started on the same evidence, if any: the same data and champion never retrain twice.
+
+    Without this a run that does not beat the champion would leave the triggers firing, and every
+    checkInterval would start another run on the same data.
+    """
+    key = evidence(signals)
+    for run in runs:
+        meta = run.get("metadata") or {}
+        if created_by(run, policy) and (meta.get("annotations") or {}).get(EVIDENCE_ANNOTATION) == key:
+            return meta["name"]
+    return None

@@ -1,0 +1,339 @@
+"""Desired TrainingRun status from what is observed: the state machine, as pure functions.
+
+Pending -> Running -> Succeeded | Failed, plus Suspended. Terminal states are sticky: once
+Succeeded or Failed is True, `observe` returns the status unchanged. Handlers diff the result
+against the current status (`status_patch`) and write only what changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pitwall_operator.api.common import derive_state, get_condition, is_terminal, set_condition
+from pitwall_operator.builders.job import CONTAINER
+
+# status keys the operator owns (progress belongs to the trainer; kopf to kopf)
+OPERATOR_KEYS = (
+    "state", "conditions", "observedGeneration", "startTime", "completionTime", "jobName",
+    "rayClusterName", "attempts", "metrics", "baselines", "bestParams", "mlflow", "promotion",
+)
+RESULT_KEYS = ("metrics", "baselines", "bestParams", "mlflow", "promotion")
+MAX_METRICS = 64
+MAX_MESSAGE = 1024
+JOB_FAILURE_REASONS = {
+    "BackoffLimitExceeded": "BackoffLimitExceeded",
+    "DeadlineExceeded": "DeadlineExceeded",
+    "PodFailurePolicy": "TrainerFailed",
+}
+
+
+@dataclass
+class Termination:
+    """The trainer container's last termination: exit code and its JSON result when it wrote one."""
+
+    exit_code: int | None
+    reason: str | None
+    message: str
+    result: dict[str, Any] | None
+
+
+@dataclass
+class Transition:
+    """One state change, posted as a Kubernetes Event."""
+
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    transitions: list[Transition] = field(default_factory=list)
+    failure: dict[str, str] | None = None  # {"type", "message"} when the run just failed
+    regression: dict[str, Any] | None = None  # the trainer's regression record, when just succeeded
+    promoted: bool | None = None  # set when the run just succeeded
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "Pending")
+
+
+def _clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _finite_numbers(values: Any) -> dict[str, float] | None:
+    """A bounded name -> number map; NaN, infinities and non-numbers are dropped."""
+    if not isinstance(values, dict):
+        return None
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value != value or value in (float("inf"), float("-inf")):
+            continue
+        out[str(key)] = value
+        if len(out) >= MAX_METRICS:
+            break
+    return out
+
+
+def parse_termination(pods: list[dict[str, Any]], container: str = CONTAINER) -> Termination | None:
+    """The newest terminated trainer container among the Job's pods (retries create new pods)."""
+    found: list[tuple[str, Termination]] = []
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != container:
+                continue
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if not term:
+                continue
+            message = term.get("message") or ""
+            result = None
+            try:
+                parsed = json.loads(message) if message.strip().startswith("{") else None
+                result = parsed if isinstance(parsed, dict) else None
+            except ValueError:
+                result = None
+            when = term.get("finishedAt") or (pod.get("metadata") or {}).get("creationTimestamp") or ""
+            found.append((when, Termination(term.get("exitCode"), term.get("reason"), message, result)))
+    if not found:
+        return None
+    return max(found, key=lambda item: item[0])[1]
+
+
+def _base(current: dict[str, Any], generation: int | None) -> dict[str, Any]:
+    desired = {k: current[k] for k in OPERATOR_KEYS if k in current}
+    if generation is not None:
+        desired["observedGeneration"] = generation
+    return desired
+
+
+def _set(desired: dict, type_: str, status: bool, reason: str, message: str, gen: int | None, now: str) -> None:
+    desired["conditions"] = set_condition(desired.get("conditions"), type_, status, reason, _clip(message, 32768), gen, now)
+
+
+def validation_failed(current: dict[str, Any], generation: int | None, messages: list[str], now: str) -> Outcome:
+    """Invalid spec: Failed/ValidationFailed naming each bad field; nothing is created."""
+    desired = _base(current, generation)
+    message = "; ".join(messages) or "invalid spec"
+    _set(desired, "Failed", True, "ValidationFailed", message, generation, now)
+    if get_condition(desired.get("conditions"), "Running"):
+        _set(desired, "Running", False, "ValidationFailed", "not started: invalid spec", generation, now)
+    desired.setdefault("completionTime", now)
+    desired["state"] = derive_state(desired["conditions"])
+    changed = current.get("state") != "Failed" or _cond_msg(current, "Failed") != _cond_msg(desired, "Failed")
+    transitions = [Transition("ValidationFailed", _clip(message), "Warning")] if changed else []
+    return Outcome(desired, transitions, failure={"type": "ValidationFailed", "message": message} if changed else None)
+
+
+def _cond_msg(status: dict[str, Any], type_: str) -> str | None:
+    cond = get_condition(status.get("conditions"), type_)
+    return cond.get("message") if cond else None
+
+
+def suspended(current: dict[str, Any], generation: int | None, now: str) -> Outcome:
+    """spec.suspend: children stopped, Suspended True, Running False."""
+    desired = _base(current, generation)
+    was = derive_state(current.get("conditions"))
+    _set(desired, "Suspended", True, "Suspended", "spec.suspend is true: children stopped", generation, now)
+    if get_condition(desired.get("conditions"), "Running"):
+        _set(desired, "Running", False, "Suspended", "suspended", generation, now)
+    desired["state"] = derive_state(desired["conditions"])
+    transitions = [] if was == "Suspended" else [Transition("Suspended", "children stopped (spec.suspend)")]
+    return Outcome(desired, transitions)
+
+
+def created(
+    current: dict[str, Any],
+    generation: int | None,
+    now: str,
+    *,
+    job_name: str | None,
+    ray_cluster_name: str | None = None,
+    waiting_for_ray: bool = False,
+) -> Outcome:
+    """Children just created (or found): Pending, with names and startTime recorded."""
+    desired = _base(current, generation)
+    was = derive_state(current.get("conditions"))
+    transitions: list[Transition] = []
+    if was == "Suspended":
+        _set(desired, "Suspended", False, "Resumed", "spec.suspend is false: children started", generation, now)
+        transitions.append(Transition("Resumed", "spec.suspend is false: children started again"))
+    if ray_cluster_name:
+        desired["rayClusterName"] = ray_cluster_name
+    if waiting_for_ray:
+        reason, message = "WaitingForRayCluster", f"RayCluster {ray_cluster_name} is starting"
+    else:
+        desired["jobName"] = job_name
+        reason, message = "Created", f"Job {job_name} created; waiting for its pod"
+    previous = get_condition(desired.get("conditions"), "Running")
+    if previous is None or previous.get("reason") not in (reason, "Running"):
+        _set(desired, "Running", False, reason, message, generation, now)
+        transitions.append(Transition(reason, message))
+    desired.setdefault("startTime", now)
+    desired["state"] = derive_state(desired["conditions"])
+    return Outcome(desired, transitions)
+
+
+def job_lost(current: dict[str, Any], generation: int | None, job_name: str, now: str) -> Outcome:
+    """The Job vanished before it was seen to finish (deleted by hand, or a TTL shorter than our
+    observation): fail loudly rather than silently train again and register a second version."""
+    desired = _base(current, generation)
+    message = f"Job {job_name} was deleted before it finished; the run is not retried"
+    _set(desired, "Running", False, "JobDeleted", "training stopped", generation, now)
+    _set(desired, "Failed", True, "JobDeleted", message, generation, now)
+    desired["completionTime"] = now
+    desired["state"] = derive_state(desired["conditions"])
+    return Outcome(desired, [Transition("JobDeleted", message, "Warning")],
+                   failure={"type": "JobDeleted", "message": message})
+
+
+def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def _attempts(job: dict[str, Any]) -> int:
+    st = job.get("status") or {}
+    return int(st.get("failed") or 0) + int(st.get("succeeded") or 0) + int(st.get("active") or 0)
+
+
+def _failure(job_cond: dict[str, Any], term: Termination | None, attempts: int) -> tuple[str, str, str]:
+    """(condition reason, error type, message), preferring the trainer's own words."""
+    reason = JOB_FAILURE_REASONS.get(job_cond.get("reason") or "", "TrainerFailed")
+    error = (term.result or {}).get("error") if term else None
+    if isinstance(error, dict) and error.get("message"):
+        err_type = str(error.get("type") or "TrainerError")
+        message = f"{err_type}: {error['message']}"
+    elif term and term.message.strip():
+        err_type = "TrainerError"
+        message = f"trainer exited {term.exit_code}: {term.message.strip()[-800:]}"
+    else:
+        err_type = reason
+        message = job_cond.get("message") or job_cond.get("reason") or "Job failed"
+    if reason == "BackoffLimitExceeded":
+        message = f"failed after {attempts} attempt(s): {message}"
+    elif reason == "DeadlineExceeded":
+        message = f"activeDeadlineSeconds exceeded: {message}"
+    return reason, err_type, message
+
+
+def _merge_result(desired: dict[str, Any], current: dict[str, Any], result: dict[str, Any] | None) -> None:
+    """The trainer's status report wins; the termination message fills what it could not write."""
+    result = result or {}
+    for key in RESULT_KEYS:
+        have = current.get(key)
+        if have:
+            desired[key] = have
+            continue
+        value = result.get(key)
+        if key in ("metrics", "baselines"):
+            value = _finite_numbers(value)
+        if value:
+            desired[key] = value
+    promotion = desired.get("promotion")
+    version = (desired.get("mlflow") or {}).get("modelVersion")
+    if isinstance(promotion, dict) and promotion.get("promoted") and not promotion.get("version") and version:
+        desired["promotion"] = {**promotion, "version": str(version)}
+    if isinstance(promotion, dict) and result.get("regression") and promotion.get("regression") is None:
+        desired["promotion"] = {**desired["promotion"], "regression": True}
+
+
+def succeeded(current: dict[str, Any], desired: dict[str, Any], term: Termination | None, gen, now) -> Outcome:
+    _merge_result(desired, current, term.result if term else None)
+    transitions: list[Transition] = []
+    mlflow = desired.get("mlflow") or {}
+    version = mlflow.get("modelVersion")
+    _set(desired, "Running", False, "Completed", "training finished", gen, now)
+    summary = f"model version {version} registered" if version else "finished"
+    _set(desired, "Succeeded", True, "Succeeded", summary, gen, now)
+    transitions.append(Transition("Succeeded", summary))
+    if version:
+        uri = mlflow.get("modelUri") or ""
+        _set(desired, "ModelRegistered", True, "ModelRegistered", f"version {version} {uri}".strip(), gen, now)
+        transitions.append(Transition("ModelRegistered", f"MLflow model version {version} {uri}".strip()))
+    promotion = desired.get("promotion")
+    promoted = None
+    if isinstance(promotion, dict) and promotion.get("promoted") is not None:
+        promoted = bool(promotion["promoted"])
+        reason = "Promoted" if promoted else "NotPromoted"
+        text = promotion.get("reason") or ("alias moved" if promoted else "alias kept")
+        if promoted:
+            text = f"{promotion.get('alias', 'champion')} -> version {promotion.get('version') or version}: {text}"
+        _set(desired, "Promoted", promoted, reason, text, gen, now)
+        transitions.append(Transition(reason, _clip(text)))
+    regression = (term.result or {}).get("regression") if term else None
+    if regression:
+        transitions.append(Transition("Regression", _clip(regression_text(regression)), "Warning"))
+    desired["completionTime"] = now
+    desired["state"] = derive_state(desired["conditions"])
+    return Outcome(desired, transitions, regression=regression or None, promoted=promoted)
+
+
+def regression_text(regression: dict[str, Any]) -> str:
+    return (
+        f"{regression.get('metric', 'metric')}: previous {regression.get('previous')}, "
+        f"new {regression.get('new')}, delta {regression.get('delta')}"
+    )
+
+
+def observe(
+    current: dict[str, Any],
+    generation: int | None,
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    now: str,
+) -> Outcome:
+    """Fold the observed Job (and its pods' termination messages) into the desired status."""
+    if is_terminal(current.get("conditions")):
+        return Outcome(_base(current, None))  # sticky: nothing changes after the end
+    desired = _base(current, generation)
+    desired["jobName"] = (job.get("metadata") or {}).get("name") or desired.get("jobName")
+    attempts = _attempts(job)
+    if attempts:
+        desired["attempts"] = max(attempts, int(desired.get("attempts") or 0))
+    if _job_condition(job, "Complete") or _job_condition(job, "SuccessCriteriaMet"):
+        return succeeded(current, desired, parse_termination(pods), generation, now)
+    failed = _job_condition(job, "Failed")
+    if failed:
+        term = parse_termination(pods)
+        reason, err_type, message = _failure(failed, term, desired.get("attempts") or attempts)
+        if term and term.result:
+            _merge_result(desired, current, term.result)
+        _set(desired, "Running", False, reason, "training stopped", generation, now)
+        _set(desired, "Failed", True, reason, message, generation, now)
+        desired["completionTime"] = now
+        desired["state"] = derive_state(desired["conditions"])
+        return Outcome(
+            desired, [Transition(reason, _clip(message), "Warning")], failure={"type": err_type, "message": message}
+        )
+    transitions: list[Transition] = []
+    status = job.get("status") or {}
+    previous = get_condition(current.get("conditions"), "Running")
+    if int(status.get("active") or 0) > 0:
+        message = f"Job {desired['jobName']} running (attempt {desired.get('attempts') or 1})"
+        _set(desired, "Running", True, "Running", message, generation, now)
+        if not (previous and previous.get("status") == "True"):
+            transitions.append(Transition("Running", message))
+    elif (job.get("spec") or {}).get("suspend"):
+        message = f"Job {desired['jobName']} is queued (suspended until admitted, e.g. by Kueue)"
+        _set(desired, "Running", False, "Queued", message, generation, now)
+        if not (previous and previous.get("reason") == "Queued"):
+            transitions.append(Transition("Queued", message))
+    desired.setdefault("startTime", now)
+    desired["state"] = derive_state(desired.get("conditions"))
+    return Outcome(desired, transitions)
+
+
+def status_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """Only the top-level keys whose value changed (None removes one): status is written only when it changed."""
+    patch = {k: v for k, v in desired.items() if current.get(k) != v}
+    patch.update({k: None for k in OPERATOR_KEYS if k in current and k not in desired})
+    return patch

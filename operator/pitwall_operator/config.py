@@ -1,0 +1,72 @@
+"""Operator settings, read once from the environment (the Helm chart sets these variables).
+
+One frozen object instead of scattered `os.environ` reads, so handlers and builders get the
+same values and tests can pass their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+
+DEFAULT_TRAINER_IMAGE = "ghcr.io/pitwall/trainer:0.1.0"
+FINALIZER = "pitwall.io/finalizer"
+GROUP = "pitwall.io"
+VERSION = "v1alpha1"
+PLURAL = "trainingruns"
+KIND = "TrainingRun"
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the operator needs to know that is not in a TrainingRun."""
+
+    trainer_image: str = DEFAULT_TRAINER_IMAGE
+    default_data_claim: str | None = None  # PVC mounted when a run names no data source
+    default_data_path: str = ""  # sub-path inside that claim
+    default_mlflow_uri: str | None = None
+    trainer_service_account: str | None = None  # pods' account when a run names none (status patch RBAC)
+    metrics_port: int = 8080  # Prometheus; 0 disables
+    worker_limit: int = 256  # concurrent kopf per-object workers (bounds memory under bursts)
+    namespaces: tuple[str, ...] = ()  # empty: what `kopf run` was told (--namespace / -A)
+    timer_interval: float = 30.0  # safety-net observation of a non-terminal run (Job events do the rest)
+    # Benchmark only: replaces the trainer's command (e.g. "true") so a run costs no training.
+    command_override: tuple[str, ...] = field(default_factory=tuple)
+    instance: str = "pitwall-operator"  # Event reportingInstance (the pod name in a cluster)
+    peering: str | None = None  # KopfPeering name for HA replicas; None = standalone (one replica)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        namespaces = tuple(n.strip() for n in env.get("PITWALL_NAMESPACES", "").split(",") if n.strip())
+        override = env.get("PITWALL_TRAINER_COMMAND_OVERRIDE", "").strip()
+        return cls(
+            trainer_image=env.get("PITWALL_TRAINER_IMAGE") or DEFAULT_TRAINER_IMAGE,
+            default_data_claim=env.get("PITWALL_DEFAULT_DATA_CLAIM") or None,
+            default_data_path=env.get("PITWALL_DEFAULT_DATA_PATH", "").strip("/"),
+            default_mlflow_uri=env.get("PITWALL_DEFAULT_MLFLOW_URI") or None,
+            trainer_service_account=env.get("PITWALL_TRAINER_SERVICE_ACCOUNT") or None,
+            metrics_port=_int(env, "PITWALL_METRICS_PORT", 8080),
+            worker_limit=_int(env, "PITWALL_WORKER_LIMIT", 256),
+            namespaces=namespaces,
+            timer_interval=_float(env, "PITWALL_TIMER_INTERVAL", 30.0),
+            command_override=tuple(shlex.split(override)) if override else (),
+            instance=env.get("POD_NAME") or env.get("HOSTNAME") or "pitwall-operator",
+            peering=env.get("PITWALL_PEERING", "").strip() or None,
+        )

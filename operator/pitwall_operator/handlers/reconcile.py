@@ -1,0 +1,284 @@
+"""One idempotent, level-triggered reconcile of a TrainingRun: parse, ensure children, fold status.
+
+Called by the create/resume/update handlers and by the timer alike, so an operator restart, a
+lost event or a conflict all converge to the same place: deterministic child names make create
+idempotent (409 = already there), and terminal states are never left.
+
+Runs of one TrainingRun are serialised by a lock, and each starts from the freshest status
+(the body when it is the version we last wrote, else a GET), so two triggers (a Job event and
+the timer) never write stale conditions over each other or post an Event twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pitwall_operator import alerts, k8s, metrics
+from pitwall_operator.api import SpecError, is_terminal, parse_training_run_spec
+from pitwall_operator.builders import alerts as payloads
+from pitwall_operator.builders import status as st
+from pitwall_operator.builders.configmap import build_spec_configmap
+from pitwall_operator.builders.events import build_event
+from pitwall_operator.builders.job import build_job
+from pitwall_operator.builders.meta import RunRef, job_name, ray_cluster_name
+from pitwall_operator.builders.raycluster import build_ray_cluster, head_address, is_ready, ray_settings
+from pitwall_operator.config import Settings
+
+log = logging.getLogger(__name__)
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+# Events go out in the background, in order: a slow API never holds a kopf worker for an Event.
+_events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+# Creation first: while runs are being created, observation work (Job events, Events) waits a
+# little, so a burst of finishing Jobs never slows down starting new ones.
+_creating = 0
+_creating_cond = threading.Condition()
+CREATION_PRIORITY_WAIT = 2.0  # seconds at most; observation is never starved for long
+
+
+class creating:  # noqa: N801 - used as `with creating():`
+    """Mark a creation in flight (the create handler)."""
+
+    def __enter__(self) -> None:
+        global _creating
+        with _creating_cond:
+            _creating += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _creating
+        with _creating_cond:
+            _creating -= 1
+            _creating_cond.notify_all()
+
+
+def yield_to_creations() -> None:
+    """Called from background threads only (never a kopf handler): wait while creations run."""
+    with _creating_cond:
+        _creating_cond.wait_for(lambda: _creating == 0, timeout=CREATION_PRIORITY_WAIT)
+
+
+def _post_event(event: dict[str, Any]) -> None:
+    yield_to_creations()
+    k8s.post_event(event)
+
+
+@dataclass
+class Result:
+    state: str
+    patch: dict[str, Any] = field(default_factory=dict)  # status keys written (None deleted)
+    announce: Callable[[], None] | None = None  # Events/alerts, run only once the patch is written
+
+
+_written: dict[str, str] = {}  # "namespace/name" -> resourceVersion of our last status write
+_seen: dict[str, dict[str, Any]] = {}  # "namespace/name" -> newest body from the watch
+
+
+def remember(kind: str | None, body: dict[str, Any]) -> None:
+    meta = body.get("metadata") or {}
+    key = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+    if kind == "DELETED":
+        _seen.pop(key, None)
+    elif meta.get("name"):
+        _seen[key] = body
+
+
+def _lock_for(key: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks[key]
+
+
+def forget(namespace: str, name: str, uid: str) -> None:
+    key = f"{namespace}/{name}"
+    with _locks_guard:
+        _locks.pop(key, None)
+        _written.pop(key, None)
+        _seen.pop(key, None)
+    metrics.observe_state(uid, None)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reconcile(
+    namespace: str,
+    name: str,
+    settings: Settings,
+    *,
+    body: dict[str, Any] | None = None,
+    job: dict[str, Any] | None = None,
+) -> Result:
+    """Bring one run's children and status in line with its spec.
+
+    `body`: the run as kopf delivered it, else the newest the watch delivered (read again when
+    we wrote a version since that it does not show yet, or when absent); `job`: the Job as a watch event just delivered it (saves a GET).
+    """
+    key = f"{namespace}/{name}"
+    with _lock_for(key):
+        last = _written.get(key)
+        if body is None:
+            body = _seen.get(key)
+        if body is None or (last is not None and last != body["metadata"].get("resourceVersion")):
+            body = k8s.get_training_run(namespace, name)
+            if body is None:
+                return Result("Gone")
+        result = _reconcile(body, settings, job)
+        if result.patch:
+            written = k8s.patch_status(namespace, name, result.patch)
+            _written[key] = written.get("metadata", {}).get("resourceVersion", "")
+            if result.announce is not None:
+                result.announce()
+    metrics.observe_state(body["metadata"].get("uid") or key, result.state)
+    return result
+
+
+def report_error(namespace: str, name: str, body: dict[str, Any] | None, message: str) -> None:
+    """Make an unexpected failure visible on the run (`kubectl describe`): a Warning Event."""
+    meta = (body or {}).get("metadata") or {"name": name, "namespace": namespace}
+    event = build_event({**meta, "namespace": namespace}, "Warning", "ReconcileError", message, now_iso())
+    _events.submit(_post_event, event)
+
+
+def _revalidate(status: dict[str, Any], generation: int | None) -> bool:
+    """A spec fixed after ValidationFailed gets a new chance (nothing was ever created for it)."""
+    failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), None)
+    return bool(failed and failed.get("reason") == "ValidationFailed" and generation != status.get("observedGeneration"))
+
+
+def _reconcile(body: dict[str, Any], settings: Settings, seen_job: dict[str, Any] | None = None) -> Result:
+    meta = body["metadata"]
+    name, namespace, generation = meta["name"], meta.get("namespace") or "default", meta.get("generation")
+    if meta.get("deletionTimestamp"):  # going away: children follow by owner references
+        return Result((body.get("status") or {}).get("state") or "Pending")
+    original = {k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"}
+    status = original
+    now = now_iso()
+    if is_terminal(status.get("conditions")):
+        if not _revalidate(status, generation):
+            return Result(status.get("state") or "Failed")
+        status = {k: v for k, v in status.items() if k not in ("conditions", "completionTime", "state")}
+    try:
+        spec = parse_training_run_spec(body.get("spec"), name).to_dict()
+    except SpecError as exc:
+        outcome = st.validation_failed(status, generation, exc.messages, now)
+        return _finish(body, original, outcome, settings, body.get("spec") or {})
+    run = RunRef.from_body(body)
+
+    if spec.get("suspend"):
+        if status.get("state") != "Suspended":  # already stopped: the timer's ticks cost nothing
+            _delete_children(run)
+        return _finish(body, original, st.suspended(status, generation, now), settings, spec)
+
+    extra_env: dict[str, str] = {}
+    ray = ray_settings(spec)
+    if ray:
+        cluster = None
+        if status.get("rayClusterName") and status.get("state") != "Suspended":
+            cluster = k8s.get("ray.io/v1", "RayCluster", namespace, ray_cluster_name(name))
+        if cluster is None:
+            cluster, _ = k8s.create(build_ray_cluster(run, spec, settings))
+        if not is_ready(cluster):
+            outcome = st.created(status, generation, now, job_name=None,
+                                 ray_cluster_name=ray_cluster_name(name), waiting_for_ray=True)
+            return _finish(body, original, outcome, settings, spec)
+        extra_env = {"RAY_ADDRESS": head_address(run, cluster), "PITWALL_RAY_CLUSTER": ray_cluster_name(name)}
+
+    first = st.created(status, generation, now, job_name=job_name(name),
+                       ray_cluster_name=ray_cluster_name(name) if ray else None)
+    job: dict[str, Any] | None = None
+    if status.get("jobName") and status.get("state") != "Suspended":  # seen before: it must still be there
+        job = seen_job or k8s.get("batch/v1", "Job", namespace, job_name(name))
+        if job is None:
+            return _finish(body, original, st.job_lost(status, generation, job_name(name), now), settings, spec)
+    if job is None:
+        component = "tuning-driver" if ray else "trainer"
+        k8s.create(build_spec_configmap(run, spec))  # before the Job: its pod mounts it
+        job, created = k8s.create(build_job(run, spec, settings, extra_env=extra_env, component=component))
+        if created:
+            metrics.job_created(meta.get("creationTimestamp"))
+    if (job.get("metadata") or {}).get("deletionTimestamp"):  # the pre-suspension Job is still going away
+        return _finish(body, original, first, settings, spec)
+    second = st.observe(first.status, generation, job, _pods_if_finished(namespace, job), now)
+    outcome = st.Outcome(second.status, first.transitions + second.transitions,
+                         second.failure, second.regression, second.promoted)
+    if outcome.state in ("Succeeded", "Failed") and ray:
+        k8s.delete("ray.io/v1", "RayCluster", namespace, ray_cluster_name(name))  # the tuning is over
+    return _finish(body, original, outcome, settings, spec)
+
+
+def _pods_if_finished(namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pods are read only once the Job ended: their termination message is the result."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    ended = any(c.get("type") in ("Complete", "Failed", "SuccessCriteriaMet") and c.get("status") == "True"
+                for c in conditions)
+    return k8s.list_job_pods(namespace, job["metadata"]["name"]) if ended else []
+
+
+def _delete_children(run: RunRef) -> None:
+    k8s.delete("batch/v1", "Job", run.namespace, job_name(run.name))
+    k8s.delete("ray.io/v1", "RayCluster", run.namespace, ray_cluster_name(run.name))
+
+
+def delete_children(body: dict[str, Any]) -> None:
+    """A run being deleted: stop its children now (garbage collection would, a little later)."""
+    _delete_children(RunRef.from_body(body))
+
+
+def _finish(body: dict, original: dict, outcome: st.Outcome, settings: Settings, spec: dict) -> Result:
+    """The status patch (only what changed); Events and alerts go out once it is written."""
+    patch = st.status_patch(original, outcome.status)
+    if not patch:
+        return Result(outcome.state)
+    return Result(outcome.state, patch, lambda: _announce(body["metadata"], outcome, settings, spec))
+
+
+def _announce(meta: dict, outcome: st.Outcome, settings: Settings, spec: dict) -> None:
+    """Events for transitions, Slack for failures and regressions, counters."""
+    namespace = meta.get("namespace") or "default"
+    now = now_iso()
+    for transition in outcome.transitions:
+        event = build_event(meta, transition.type, transition.reason, transition.message, now, settings.instance)
+        _events.submit(_post_event, event)
+    if outcome.promoted:
+        metrics.PROMOTIONS.inc()
+    if outcome.failure:
+        job = outcome.status.get("jobName") or meta["name"]
+        payload = payloads.failure_payload(job, outcome.failure["type"], outcome.failure["message"],
+                                           f"{namespace}/{meta['name']}")
+        alerts.send(namespace, spec, "Failed", payload)
+    if outcome.state == "Succeeded":
+        _success_alerts(namespace, meta["name"], outcome.status, spec)
+    if outcome.regression:
+        metrics.REGRESSIONS.inc()
+        _regression_alert(namespace, meta["name"], outcome.regression, spec)
+
+
+def _regression_alert(namespace: str, name: str, reg: dict[str, Any], spec: dict[str, Any]) -> None:
+    try:
+        payload = payloads.regression_payload(str(spec.get("model", name)), str(reg.get("metric", "metric")),
+                                              float(reg["previous"]), float(reg["new"]), f"{namespace}/{name}")
+    except (KeyError, TypeError, ValueError):
+        log.warning("regression record without numbers: %r", reg)
+        return
+    alerts.send(namespace, spec, "Regression", payload)
+
+
+def _success_alerts(namespace: str, name: str, status: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Opt-in alerts (notifications.events Succeeded / Promoted)."""
+    model = str(spec.get("model", name))
+    mlflow = status.get("mlflow") or {}
+    job = status.get("jobName") or name
+    alerts.send(namespace, spec, "Succeeded", payloads.succeeded_payload(
+        job, model, mlflow.get("modelVersion"), status.get("metrics") or {}, f"{namespace}/{name}"))
+    promotion = status.get("promotion") or {}
+    if promotion.get("promoted"):
+        alerts.send(namespace, spec, "Promoted", payloads.promoted_payload(
+            model, promotion.get("alias", "champion"), promotion.get("version") or mlflow.get("modelVersion"),
+            promotion.get("previousVersion"), promotion.get("reason") or ""))

@@ -1,0 +1,183 @@
+"""The TrainingRun state machine: observed Job + pods + termination message -> desired status."""
+
+from __future__ import annotations
+
+import json
+
+from pitwall_operator.api import derive_state, get_condition, parse_training_run_status
+from pitwall_operator.builders import status as st
+
+T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"
+
+RESULT_OK = {
+    "ok": True,
+    "metrics": {"top1_accuracy": 0.58, "log_loss": 1.9, "bad": float("nan")},
+    "baselines": {"pole_sitter.top1_accuracy": 0.5},
+    "mlflow": {"runId": "r1", "experimentId": "1", "modelVersion": "3", "modelUri": "models:/pitwall-race_winner/3"},
+    "promotion": {"promoted": True, "alias": "champion", "previousVersion": "2", "reason": "0.58 > 0.54"},
+    "regression": None,
+    "error": None,
+    "exitCode": 0,
+}
+
+
+def job(active=0, failed=0, succeeded=0, cond=None, reason=None, message="", suspend=False) -> dict:
+    status = {"active": active, "failed": failed, "succeeded": succeeded}
+    if cond:
+        status["conditions"] = [{"type": cond, "status": "True", "reason": reason or "", "message": message}]
+    return {"metadata": {"name": "rw-train"}, "spec": {"suspend": suspend}, "status": status}
+
+
+def pod(exit_code: int, message: str, finished: str = T1) -> dict:
+    term = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "message": message, "finishedAt": finished}
+    return {"metadata": {"creationTimestamp": finished}, "status": {"containerStatuses": [{"name": "trainer", "state": {"terminated": term}}]}}
+
+
+def apply(current: dict, outcome: st.Outcome) -> dict:
+    patch = st.status_patch(current, outcome.status)
+    parse_training_run_status({**current, **patch})  # every status we write fits the CRD model
+    return {**current, **patch}
+
+
+def test_created_then_running_then_succeeded_with_result_from_termination():
+    s0: dict = {}
+    out = st.created(s0, 1, T0, job_name="rw-train")
+    s1 = apply(s0, out)
+    assert s1["state"] == "Pending" and s1["jobName"] == "rw-train" and s1["startTime"] == T0
+    assert get_condition(s1["conditions"], "Running")["reason"] == "Created"
+    assert [t.reason for t in out.transitions] == ["Created"]
+
+    out = st.observe(s1, 1, job(active=1), [], T1)
+    s2 = apply(s1, out)
+    assert s2["state"] == "Running" and s2["attempts"] == 1 and s2["observedGeneration"] == 1
+    assert [t.reason for t in out.transitions] == ["Running"]
+    running_since = get_condition(s2["conditions"], "Running")["lastTransitionTime"]
+
+    again = st.observe(s2, 1, job(active=1), [], T2)
+    assert st.status_patch(s2, again.status) == {} and again.transitions == []  # unchanged -> no write
+    assert get_condition(again.status["conditions"], "Running")["lastTransitionTime"] == running_since
+
+    out = st.observe(s2, 1, job(succeeded=1, cond="Complete"), [pod(0, json.dumps(RESULT_OK))], T2)
+    s3 = apply(s2, out)
+    assert s3["state"] == "Succeeded" and s3["completionTime"] == T2
+    assert s3["metrics"] == {"top1_accuracy": 0.58, "log_loss": 1.9}  # NaN dropped
+    assert s3["mlflow"]["modelVersion"] == "3"
+    assert s3["promotion"]["promoted"] is True and s3["promotion"]["version"] == "3"
+    assert get_condition(s3["conditions"], "ModelRegistered")["status"] == "True"
+    assert get_condition(s3["conditions"], "Promoted")["reason"] == "Promoted"
+    assert get_condition(s3["conditions"], "Running")["status"] == "False"
+    assert {t.reason for t in out.transitions} >= {"Succeeded", "ModelRegistered", "Promoted"}
+    assert out.promoted is True and out.regression is None and out.failure is None
+
+
+def test_trainer_status_report_wins_over_termination_message():
+    current = {"state": "Running", "metrics": {"top1_accuracy": 0.6}, "mlflow": {"modelVersion": "9"}}
+    out = st.observe(current, 1, job(succeeded=1, cond="Complete"), [pod(0, json.dumps(RESULT_OK))], T1)
+    assert out.status["metrics"] == {"top1_accuracy": 0.6} and out.status["mlflow"] == {"modelVersion": "9"}
+    assert out.status["baselines"] == {"pole_sitter.top1_accuracy": 0.5}  # filled from the message
+
+
+def test_not_promoted_with_regression():
+    result = {**RESULT_OK, "promotion": {"promoted": False, "alias": "champion", "reason": "0.40 < 0.58"},
+              "regression": {"metric": "top1_accuracy", "previous": 0.58, "new": 0.40, "delta": -0.18}}
+    out = st.observe({"state": "Running"}, 1, job(succeeded=1, cond="Complete"), [pod(0, json.dumps(result))], T1)
+    promoted = get_condition(out.status["conditions"], "Promoted")
+    assert promoted["status"] == "False" and promoted["reason"] == "NotPromoted"
+    assert out.promoted is False and out.regression["delta"] == -0.18
+    assert out.status["promotion"]["regression"] is True
+    warning = [t for t in out.transitions if t.reason == "Regression"]
+    assert warning and warning[0].type == "Warning" and "previous 0.58" in warning[0].message
+
+
+def test_bad_data_fails_fast_with_trainer_message():
+    result = {"ok": False, "error": {"type": "DataError", "message": "races.csv: missing column raceId"}, "exitCode": 2}
+    failed_job = job(failed=1, cond="Failed", reason="PodFailurePolicy", message="Container trainer exited 2")
+    out = st.observe({"state": "Running"}, 1, failed_job, [pod(2, json.dumps(result))], T1)
+    failed = get_condition(out.status["conditions"], "Failed")
+    assert out.state == "Failed" and failed["reason"] == "TrainerFailed"
+    assert failed["message"] == "DataError: races.csv: missing column raceId"
+    assert out.failure == {"type": "DataError", "message": "DataError: races.csv: missing column raceId"}
+    assert out.transitions[0].type == "Warning"
+
+
+def test_backoff_limit_uses_newest_pod_and_counts_attempts():
+    pods = [pod(1, json.dumps({"ok": False, "error": {"type": "MlflowUnavailable", "message": "old"}}), T0),
+            pod(1, json.dumps({"ok": False, "error": {"type": "MlflowUnavailable", "message": "MLflow at http://x unreachable"}}), T2)]
+    out = st.observe({"state": "Running"}, 1, job(failed=4, cond="Failed", reason="BackoffLimitExceeded"), pods, T2)
+    failed = get_condition(out.status["conditions"], "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded" and out.status["attempts"] == 4
+    assert failed["message"] == "failed after 4 attempt(s): MlflowUnavailable: MLflow at http://x unreachable"
+
+
+def test_deadline_and_logs_fallback():
+    out = st.observe({}, 1, job(failed=1, cond="Failed", reason="DeadlineExceeded", message="Job was active longer than specified deadline"), [], T1)
+    assert get_condition(out.status["conditions"], "Failed")["reason"] == "DeadlineExceeded"
+    assert "deadline" in out.failure["message"]
+    logs = "Traceback (most recent call last):\nKeyError: 'x'"
+    out = st.observe({}, 1, job(failed=4, cond="Failed", reason="BackoffLimitExceeded"), [pod(1, logs)], T1)
+    assert "KeyError: 'x'" in get_condition(out.status["conditions"], "Failed")["message"]
+
+
+def test_terminal_states_are_sticky():
+    done = apply({}, st.observe({}, 1, job(succeeded=1, cond="Complete"), [pod(0, json.dumps(RESULT_OK))], T1))
+    later = st.observe(done, 2, job(active=1), [], T2)
+    assert st.status_patch(done, later.status) == {} and later.transitions == []
+    failed = apply({}, st.observe({}, 1, job(failed=1, cond="Failed", reason="BackoffLimitExceeded"), [], T1))
+    assert st.status_patch(failed, st.observe(failed, 1, job(succeeded=1, cond="Complete"), [], T2).status) == {}
+
+
+def test_validation_failed_names_the_field_once():
+    msgs = ["spec.tuning.searchSpace.max_depth: low (12) must be below high (3)"]
+    out = st.validation_failed({}, 1, msgs, T0)
+    s1 = apply({}, out)
+    failed = get_condition(s1["conditions"], "Failed")
+    assert s1["state"] == "Failed" and failed["reason"] == "ValidationFailed" and failed["message"] == msgs[0]
+    assert out.failure["type"] == "ValidationFailed" and out.transitions[0].type == "Warning"
+    again = st.validation_failed(s1, 1, msgs, T1)
+    assert st.status_patch(s1, again.status) == {} and again.transitions == [] and again.failure is None
+
+
+def test_suspend_and_resume():
+    running = apply({}, st.observe({}, 1, job(active=1), [], T0))
+    out = st.suspended(running, 2, T1)
+    s = apply(running, out)
+    assert s["state"] == "Suspended" and get_condition(s["conditions"], "Running")["status"] == "False"
+    assert [t.reason for t in out.transitions] == ["Suspended"]
+    assert st.suspended(s, 2, T2).transitions == []
+    out = st.created(s, 3, T2, job_name="rw-train")
+    resumed = apply(s, out)
+    assert resumed["state"] == "Pending" and get_condition(resumed["conditions"], "Suspended")["reason"] == "Resumed"
+    assert "Resumed" in [t.reason for t in out.transitions]
+    assert resumed["startTime"] == running["startTime"]  # the run started once
+
+
+def test_kueue_queued_and_waiting_for_ray():
+    out = st.observe({}, 1, job(suspend=True), [], T0)
+    assert out.state == "Pending" and get_condition(out.status["conditions"], "Running")["reason"] == "Queued"
+    out = st.created({}, 1, T0, job_name=None, ray_cluster_name="rw-ray", waiting_for_ray=True)
+    assert out.status["rayClusterName"] == "rw-ray" and "jobName" not in out.status
+    assert get_condition(out.status["conditions"], "Running")["reason"] == "WaitingForRayCluster"
+    assert derive_state(out.status["conditions"]) == "Pending"
+
+
+def test_parse_termination_ignores_other_containers_and_garbage():
+    assert st.parse_termination([]) is None
+    other = {"status": {"containerStatuses": [{"name": "sidecar", "state": {"terminated": {"exitCode": 0}}}]}}
+    assert st.parse_termination([other]) is None
+    term = st.parse_termination([pod(1, "{not json")])
+    assert term.result is None and term.exit_code == 1 and term.message == "{not json"
+
+
+def test_job_deleted_before_it_finished_fails_instead_of_retraining():
+    running = apply({}, st.observe({}, 1, job(active=1), [], T0))
+    out = st.job_lost(running, 1, "rw-train", T1)
+    s = apply(running, out)
+    failed = get_condition(s["conditions"], "Failed")
+    assert s["state"] == "Failed" and failed["reason"] == "JobDeleted" and "rw-train" in failed["message"]
+    assert out.failure["type"] == "JobDeleted" and out.transitions[0].type == "Warning"
+
+
+def test_status_patch_removes_keys_the_operator_dropped():
+    current = {"state": "Failed", "completionTime": T0, "progress": {"percent": 5}}
+    patch = st.status_patch(current, {"state": "Pending"})
+    assert patch == {"state": "Pending", "completionTime": None}  # progress belongs to the trainer
