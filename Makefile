@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup demo test lint crds
+.PHONY: setup demo train test lint crds
 
 setup: $(STAMP)
 
@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml
 	python3 -m uv pip install --quiet --python $(PY) -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: the sandbox cluster with the operator; the example TrainingRun applied with kubectl
+# trains, registers and is promoted in a local MLflow store (state in .sandbox/).
 demo: setup
-	$(PY) -m pitwall_trainer train --model race_winner --seasons 2022,2023,2024 --algorithm xgboost --output models/race_winner_v1.pkl
+	$(VENV)/bin/pitwall-sandbox demo
+
+# The laptop command of the original design: the same training without a cluster.
+train: setup
+	$(VENV)/bin/pitwall-train train --model race_winner --seasons 2022,2023,2024 --algorithm xgboost --output models/race_winner_v1.pkl
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: setup

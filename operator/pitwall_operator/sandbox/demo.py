@@ -54,7 +54,7 @@ def watch(kubeconfig: Path, name: str, namespace: str, timeout: float, console: 
     while time.monotonic() < deadline:
         table = _kubectl(kubeconfig, "get", "trainingruns", "-n", namespace).stdout.strip()
         if table and table != last:
-            console.print(table, highlight=False)
+            print(table, flush=True)  # as kubectl prints it: no re-wrapping
             last = table
         got = _kubectl(kubeconfig, "get", "trainingrun", name, "-n", namespace, "-o", "json")
         if got.returncode == 0:
@@ -94,8 +94,9 @@ def demo(args: argparse.Namespace, data_dir: Path) -> int:
         console.print(f"MLflow: {mlflow.get('modelUri')} (run {mlflow.get('runId')}); "
                       f"promotion: {'promoted' if promotion.get('promoted') else 'not promoted'} - {promotion.get('reason')}")
         events = _kubectl(kubeconfig, "get", "events", "-n", namespace, "--field-selector",
-                          f"involvedObject.name={name}", "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message")
-        console.print(events.stdout.strip(), highlight=False)
+                          f"involvedObject.name={name}", "--sort-by=.metadata.creationTimestamp",
+                          "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message")
+        print(events.stdout.strip(), flush=True)
         console.print(f"browse the run: mlflow ui --backend-store-uri {mlflow_uri}")
         if args.keep:
             console.print(f"still up: export KUBECONFIG={kubeconfig}; Ctrl-C stops everything")

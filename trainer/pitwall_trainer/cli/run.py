@@ -120,7 +120,12 @@ def execute(spec: Any, data_dir: str | None, reporter: StatusReporter | None) ->
         alias=promotion.alias if promotion else "champion",
         tracking_uri=mlflow.tracking_uri if mlflow else None,
     )
-    return result_payload(result, record, decision, params)
+    payload = result_payload(result, record, decision, params)
+    final = result.metrics.get(result.primary_metric)
+    if final is not None:  # the Best column shows the run's final primary metric
+        payload["progress"] = {"percent": 100, "message": f"done: {result.primary_metric} {final:.3f}",
+                               "currentMetric": float(final), "bestMetric": float(final)}
+    return payload
 
 
 def result_payload(result: Any, record: Any, decision: Any, best_params: dict | None) -> dict[str, Any]:
@@ -171,7 +176,7 @@ def failure_payload(error: BaseException, exit_code: int) -> dict[str, Any]:
     }
 
 
-STATUS_KEYS = ("metrics", "baselines", "mlflow", "promotion", "bestParams")
+STATUS_KEYS = ("metrics", "baselines", "mlflow", "promotion", "bestParams", "progress")
 
 
 def run_command(args: argparse.Namespace) -> int:
