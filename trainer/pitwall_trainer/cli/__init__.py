@@ -16,6 +16,10 @@ from pitwall_trainer.errors import EXIT_RETRYABLE, PitwallError
 
 COMMAND_MODULES = [
     "pitwall_trainer.cli.data",
+    "pitwall_trainer.cli.train",
+    "pitwall_trainer.cli.backtest",
+    "pitwall_trainer.cli.monitor",
+    "pitwall_trainer.cli.run",
 ]
 
 
