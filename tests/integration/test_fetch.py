@@ -18,13 +18,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from ergast_server import ErgastData, ErgastServer  # tests/ is on sys.path (rootdir conftest)
 from pitwall_trainer.cli import main
 from pitwall_trainer.data.fetch import ApiClient, FetchError, fetch_seasons
 from pitwall_trainer.data.loader import load_race_entries
 from pitwall_trainer.data.paths import CACHE_ENV, DATA_ENV, fetch_cache_dir, resolve_data_dir
 from pitwall_trainer.data.schema import TABLES
 from pitwall_trainer.errors import ConfigError, DataError
+
+from tests.ergast_server import ErgastData, ErgastServer
 
 pytestmark = pytest.mark.integration
 
