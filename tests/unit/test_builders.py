@@ -259,3 +259,15 @@ def test_event_shape():
     assert ev["metadata"]["generateName"] == "rw." and len(ev["message"]) == 1024
     assert ev["involvedObject"] == {"apiVersion": "pitwall.io/v1alpha1", "kind": "TrainingRun", "name": "rw", "namespace": "f1", "uid": "u1"}
     assert ev["type"] == "Warning" and ev["reason"] == "Failed" and ev["source"]["component"] == "pitwall-operator"
+
+
+def test_optuna_storage_secret_reaches_the_trainer_as_an_env_reference() -> None:
+    from pitwall_operator.builders.job import trainer_env
+    from pitwall_operator.builders.meta import RunRef
+    from pitwall_operator.config import Settings
+
+    spec = {"model": "race_winner", "data": {"seasons": [2024]},
+            "tuning": {"engine": "optuna", "optuna": {"storageSecretRef": {"name": "optuna-db", "key": "url"}}}}
+    env = {e["name"]: e for e in trainer_env(RunRef("r", "ns", "uid-1"), spec, Settings())}
+    assert env["PITWALL_OPTUNA_STORAGE"]["valueFrom"] == {"secretKeyRef": {"name": "optuna-db", "key": "url"}}
+    assert "value" not in env["PITWALL_OPTUNA_STORAGE"]  # the URL (with its password) stays in the Secret

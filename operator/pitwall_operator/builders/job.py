@@ -86,6 +86,10 @@ def trainer_env(run: RunRef, spec: dict[str, Any], settings: Settings, extra: di
     uri = (spec.get("mlflow") or {}).get("trackingUri") or settings.default_mlflow_uri
     if uri:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": uri})
+    storage = ((spec.get("tuning") or {}).get("optuna") or {}).get("storageSecretRef")
+    if storage:  # Optuna workers share one study through this URL (the trainer reads the variable)
+        env.append({"name": "PITWALL_OPTUNA_STORAGE",
+                    "valueFrom": {"secretKeyRef": {"name": storage["name"], "key": storage["key"]}}})
     env += [{"name": k, "value": v} for k, v in (extra or {}).items()]
     # the user's env replaces ours by name (no duplicate names: strict validation rejects them)
     user = _env_list(spec.get("env"))

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "pitwall_trainer.cli.train",
     "pitwall_trainer.cli.backtest",
     "pitwall_trainer.cli.monitor",
+    "pitwall_trainer.cli.tune",
     "pitwall_trainer.cli.run",
 ]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pitwall_trainer.cli.common import add_data_dir, add_json, emit, seasons_arg
+from pitwall_trainer.cli.tune import add_tune_arguments, best_params_from_args
 from pitwall_trainer.errors import ConfigError
 
 POLICIES = ("IfBetter", "Always", "Never")
@@ -87,6 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--promotion-mode", help="max or min (default: the metric's own)")
     parser.add_argument("--min-improvement", type=float, default=0.0, help="required gain over the champion")
     parser.add_argument("--alias", default="champion", help="registry alias that marks the served version")
+    add_tune_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -100,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--promotion-mode: {args.promotion_mode!r} is not max or min")
     params = parse_params(args.params)
     started = time.monotonic()
+    tuned = best_params_from_args(args, args.model, args.algorithm, args.seasons, args.data_dir, None)
+    if tuned:  # --tune: train the final model on the best parameters found
+        params = {**(params or {}), **tuned}
     result = train(args.model, args.algorithm, args.seasons, args.data_dir, params,
                    holdout_races=args.holdout_races, holdout_season=args.holdout_season,
                    walk_forward_folds=args.folds, first_year=args.first_year,
