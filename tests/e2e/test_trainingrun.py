@@ -252,5 +252,28 @@ def test_tuned_run_on_a_raycluster(cluster, operator):
     run = wait_state(cluster, run_name, "Succeeded", "Failed")
     assert run["status"]["state"] == "Succeeded", run["status"]
     assert run["status"]["rayClusterName"] == f"{run_name}-ray"
+    assert set(run["status"]["bestParams"]) <= set(spec["tuning"]["searchSpace"]) | {"n_estimators"}
     wait_for(lambda: children(cluster, "rayclusters", run_name) == [], timeout=60, what="RayCluster deleted after the run")
+    no_violations(cluster)
+
+
+def test_optuna_tuned_run_trains_on_the_best_parameters(cluster, operator):
+    reason = _tune_available()
+    if reason:
+        pytest.skip(reason)
+    doc = example_run(name("optuna"))
+    space = {"max_depth": {"type": "int", "low": 2, "high": 4},
+             "learning_rate": {"type": "logfloat", "low": 0.01, "high": 0.3},
+             "n_estimators": {"type": "int", "low": 20, "high": 60}}
+    doc["spec"]["tuning"] = {"engine": "optuna", "numSamples": 3, "searchSpace": space}
+    doc["spec"]["evaluation"] = {"holdoutRaces": 4, "walkForwardFolds": 2}
+    doc["spec"]["promotion"] = {"policy": "Never"}
+    apply(cluster, doc)
+    run = wait_state(cluster, doc["metadata"]["name"], "Succeeded", "Failed")
+    status = run["status"]
+    assert status["state"] == "Succeeded", status
+    best = status["bestParams"]
+    assert 2 <= best["max_depth"] <= 4 and 0.01 <= best["learning_rate"] <= 0.3
+    assert not status.get("rayClusterName")  # Optuna tunes inside the training pod
+    assert status["mlflow"]["modelVersion"] and status["promotion"]["promoted"] is False
     no_violations(cluster)
