@@ -7,7 +7,7 @@ import pytest
 from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.evaluation.runner import fit_evaluate
 from pitwall_trainer.evaluation.splits import race_calendar, temporal_holdout
-from pitwall_trainer.features import HISTORY_FEATURES, load_feature_matrix
+from pitwall_trainer.features import FEATURES, HISTORY_FEATURES, load_feature_matrix
 from pitwall_trainer.models.factory import (
     ALGORITHMS,
     MODELS,
@@ -47,6 +47,21 @@ def test_params_overlay_defaults():
     assert merged["max_depth"] == 5 and merged["objective"] == "binary:logistic"
     assert build_estimator("quali_order", "xgboost").__class__.__name__ == "XGBRanker"
     assert build_estimator("pit_window", "logistic_regression").named_steps["model"].__class__.__name__ == "Ridge"
+
+
+def test_every_model_feature_is_covered_by_the_leakage_test():
+    """test_features.py checks every column of FEATURES for leakage: models may only use those."""
+    for spec in MODELS.values():
+        assert set(spec.features) <= set(FEATURES), spec.name
+
+
+def test_race_winner_defaults_are_the_2019_2023_backtest_choice():
+    """Chosen on per-race backtests of 2019-2023 only (bench/race_winner_selection.md)."""
+    assert MODELS["race_winner"].default_algorithm == "logistic_regression"
+    assert resolve_params("race_winner", "logistic_regression", None)["C"] == 0.05
+    xgb = resolve_params("race_winner", "xgboost", None)
+    assert (xgb["max_depth"], xgb["n_estimators"], xgb["learning_rate"], xgb["min_child_weight"]) == (2, 300, 0.02, 10.0)
+    assert "drv_points_gap_to_leader" in MODELS["race_winner"].features
 
 
 def test_normalise_per_race_sums_to_one():
