@@ -330,3 +330,13 @@ def test_partial_status_parses_and_keeps_kopf_bookkeeping():
     assert policy.champion.version == "7"
     with pytest.raises(SpecError, match=r"status.state: 'Done' is not allowed"):
         parse_training_run_status({"state": "Done"})
+
+
+def test_env_cannot_redirect_the_trainer_to_another_resource() -> None:
+    from pitwall_operator.api import SpecError, parse_training_run_spec
+
+    spec = {"model": "race_winner", "data": {"seasons": [2024]},
+            "env": [{"name": "LOG_LEVEL", "value": "DEBUG"}, {"name": "PITWALL_TRAININGRUN_NAME", "value": "other-run"}]}
+    with pytest.raises(SpecError) as caught:
+        parse_training_run_spec(spec)
+    assert any(m.startswith("spec.env[1].name") and "set by the operator" in m for m in caught.value.messages)

@@ -268,3 +268,21 @@ def test_history_is_bounded() -> None:
     folded, _ = rt.fold_runs({}, runs, POLICY, spec)
     assert len(folded["promotionHistory"]) == rt.MAX_HISTORY
     assert folded["promotionHistory"][0]["runName"] == "r24"
+
+
+def test_a_schedule_that_never_fires_is_refused() -> None:
+    from pitwall_operator.builders.retrain import schedule_error
+
+    assert "never fires" in (schedule_error("0 6 31 2 *") or "")
+    assert schedule_error("0 6 * * 2", "Europe/London") is None
+
+
+def test_the_module_python_m_pitwall_operator_runs_registers_the_retrain_policy_handlers() -> None:
+    """`python -m pitwall_operator` runs `kopf run -m pitwall_operator.handlers` (the sandbox, make demo)."""
+    import subprocess
+    import sys
+
+    code = ("import kopf, pitwall_operator.handlers; r = kopf.get_default_registry(); "
+            "print(sorted(h.id for reg in (r._changing, r._spawning) for h in reg.get_all_handlers()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'rp_timer'" in out and "'rp_create'" in out and "'on_create'" in out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,44 @@ def test_progress_status_is_the_crd_shape() -> None:
     assert block["percent"] == 75 and block["message"] == "fold 3/4"
     assert block["currentMetric"] == 0.5 and block["bestMetric"] == 0.55 and block["etaSeconds"] == 12
     assert block["updatedAt"].endswith("Z")
+
+
+class _HalfMlflow(BaseHTTPRequestHandler):
+    """Answers the reachability probe, then fails everything else: MLflow going down mid-run."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer()
+
+    def _answer(self) -> None:
+        ok = "experiments/search" in self.path
+        body = json.dumps({"experiments": []} if ok else {"error_code": "TEMPORARILY_UNAVAILABLE"}).encode()
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_mlflow_failing_after_training_keeps_the_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HalfMlflow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("PITWALL_CACHE_DIR", str(tmp_path / "cache"))
+        spec = _write(tmp_path / "spec.yaml", SMALL_SPEC)
+        log = tmp_path / "termination-log"
+        assert main(["run", "--spec", str(spec), "--data-dir", str(data_dir), "--termination-log", str(log)]) == 1
+    finally:
+        server.shutdown()
+    message = json.loads(log.read_text())
+    assert message["ok"] is False and message["exitCode"] == 1
+    assert 0.0 <= message["metrics"]["top1_accuracy"] <= 1.0  # the training's figures are not lost
+    assert "pole_sitter.top1_accuracy" in message["baselines"]

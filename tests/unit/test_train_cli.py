@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 from pitwall_trainer.cli import main
@@ -88,3 +89,18 @@ def test_bad_seasons_syntax_exits_2(capsys):
         main(["train", "--model", "race_winner", "--seasons", "20x4", "--no-mlflow"])
     assert exit_info.value.code == 2
     assert "--seasons" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_refused_before_training(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    code = main(["train", "--model", "race_winner", "--seasons", "2024", "--no-mlflow",
+                 "--output", str(blocker / "model.pkl"), "--data-dir", str(tmp_path / "no-data")])
+    assert code == 2  # refused on --output before the data is even looked at
+
+
+def test_down_mlflow_is_refused_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--model", "race_winner", "--seasons", "2024", "--tracking-uri", "http://127.0.0.1:9",
+                 "--data-dir", str(tmp_path / "no-data")])
+    assert code == 1
+    assert "http://127.0.0.1:9" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "pitwall.io"
@@ -154,6 +154,14 @@ class KeyRef(SecretKeyRef):
     optional: bool | None = Field(None, description="Allow the Secret/ConfigMap or key to be missing.")
 
 
+# Set by the operator on every trainer pod: a user value would make the trainer write its results
+# into another resource's status or lose its termination message.
+RESERVED_ENV = frozenset({
+    "PITWALL_TRAININGRUN_NAME", "PITWALL_TRAININGRUN_NAMESPACE", "PITWALL_TERMINATION_LOG",
+    "PITWALL_RETRAINPOLICY_NAME", "PITWALL_RETRAINPOLICY_NAMESPACE",
+})
+
+
 class EnvVarSource(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -179,6 +187,13 @@ class EnvVar(SpecModel):
     name: str = Field(..., min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
     value: str | None = Field(None, max_length=4096, description="Literal value.")
     value_from: EnvVarSource | None = Field(None, description="Value taken from a Secret or ConfigMap key.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_ENV:
+            raise ValueError(f"{name} is set by the operator (it says which resource the trainer reports to)")
+        return name
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvVar:

@@ -100,6 +100,10 @@ def schedule_error(schedule: str, time_zone: str = "UTC") -> str | None:
         croniter(schedule, datetime.now(ZoneInfo(time_zone)))
     except Exception as error:  # noqa: BLE001 - croniter raises several types for bad expressions
         return f"{schedule!r} is not a cron schedule croniter understands: {error}"
+    try:  # a valid-looking schedule that never fires (31 February) fails only when asked for a tick
+        croniter(schedule, datetime.now(ZoneInfo(time_zone))).get_next(datetime)
+    except Exception as error:  # noqa: BLE001
+        return f"{schedule!r} never fires: {error}"
     return None
 
 

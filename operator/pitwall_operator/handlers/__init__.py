@@ -1,5 +1,9 @@
-"""kopf handlers; importing this package registers them (`kopf run -m pitwall_operator`)."""
+"""kopf handlers; importing this package registers them all.
 
-from pitwall_operator.handlers import kopf_handlers
+Both entry points load every handler: `kopf run -m pitwall_operator` (the image) and
+`python -m pitwall_operator` (the sandbox and `make demo`).
+"""
 
-__all__ = ["kopf_handlers"]
+from pitwall_operator.handlers import kopf_handlers, retrainpolicy
+
+__all__ = ["kopf_handlers", "retrainpolicy"]

@@ -102,24 +102,30 @@ def execute(spec: Any, data_dir: str | None, reporter: StatusReporter | None) ->
             progress=progress,
             **evaluation,
         )
-    mlflow = spec.mlflow
-    record = registry.log_and_register(
-        result,
-        tracking_uri=mlflow.tracking_uri if mlflow else None,
-        experiment=mlflow.experiment if mlflow else None,
-        registered_model_name=mlflow.registered_model_name if mlflow else None,
-    )
-    promotion = spec.promotion
-    decision = registry.promote(
-        record,
-        result,
-        policy=promotion.policy if promotion else "IfBetter",
-        metric=promotion.metric if promotion else None,
-        mode=promotion.mode if promotion else None,
-        min_improvement=promotion.min_improvement if promotion else 0.0,
-        alias=promotion.alias if promotion else "champion",
-        tracking_uri=mlflow.tracking_uri if mlflow else None,
-    )
+    mlflow, promotion = spec.mlflow, spec.promotion
+    partial: dict[str, Any] = {"metrics": _floats(result.metrics), "baselines": _floats(result.baselines)}
+    try:
+        record = registry.log_and_register(
+            result,
+            tracking_uri=mlflow.tracking_uri if mlflow else None,
+            experiment=mlflow.experiment if mlflow else None,
+            registered_model_name=mlflow.registered_model_name if mlflow else None,
+        )
+        partial["mlflow"] = _mlflow_block(record)
+        decision = registry.promote(
+            record,
+            result,
+            policy=promotion.policy if promotion else "IfBetter",
+            metric=promotion.metric if promotion else None,
+            mode=promotion.mode if promotion else None,
+            min_improvement=promotion.min_improvement if promotion else 0.0,
+            alias=promotion.alias if promotion else "champion",
+            tracking_uri=mlflow.tracking_uri if mlflow else None,
+        )
+    except Exception as error:
+        # MLflow failed after training: the figures still reach the status and termination message.
+        error.partial = partial  # type: ignore[attr-defined]
+        raise
     payload = result_payload(result, record, decision, params)
     final = result.metrics.get(result.primary_metric)
     if final is not None:  # the Best column shows the run's final primary metric
@@ -150,15 +156,9 @@ def result_payload(result: Any, record: Any, decision: Any, best_params: dict | 
     payload = {
         "ok": True,
         "exitCode": EXIT_OK,
-        "metrics": {k: float(v) for k, v in result.metrics.items()},
-        "baselines": {k: float(v) for k, v in result.baselines.items()},
-        "mlflow": {
-            "runId": record.run_id,
-            "experimentId": record.experiment_id,
-            "modelVersion": str(record.model_version),
-            "modelUri": record.model_uri,
-            "runUrl": record.run_url,
-        },
+        "metrics": _floats(result.metrics),
+        "baselines": _floats(result.baselines),
+        "mlflow": _mlflow_block(record),
         "promotion": {k: v for k, v in promotion.items() if v is not None},
         "regression": regression,
         "error": None,
@@ -168,8 +168,24 @@ def result_payload(result: Any, record: Any, decision: Any, best_params: dict | 
     return payload
 
 
-def failure_payload(error: BaseException, exit_code: int) -> dict[str, Any]:
+def _floats(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()}
+
+
+def _mlflow_block(record: Any) -> dict[str, Any]:
     return {
+        "runId": record.run_id,
+        "experimentId": record.experiment_id,
+        "modelVersion": str(record.model_version),
+        "modelUri": record.model_uri,
+        "runUrl": record.run_url,
+    }
+
+
+def failure_payload(error: BaseException, exit_code: int) -> dict[str, Any]:
+    """The error, plus whatever the run had already produced (metrics when MLflow failed late)."""
+    return {
+        **getattr(error, "partial", {}),
         "ok": False,
         "exitCode": exit_code,
         "error": {"type": type(error).__name__, "message": str(error)[:3000]},
@@ -189,7 +205,10 @@ def run_command(args: argparse.Namespace) -> int:
         write_termination_message(failure_payload(error, error.exit_code), args.termination_log)
         raise
     except Exception as error:
-        write_termination_message(failure_payload(error, EXIT_RETRYABLE), args.termination_log)
+        failed = failure_payload(error, EXIT_RETRYABLE)
+        if reporter and getattr(error, "partial", None):
+            reporter.patch({k: v for k, v in error.partial.items() if v})  # type: ignore[attr-defined]
+        write_termination_message(failed, args.termination_log)
         raise
     if reporter:
         reporter.patch({k: payload[k] for k in STATUS_KEYS if payload.get(k) is not None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -70,6 +71,20 @@ def nest_baselines(flat: dict[str, float]) -> dict[str, dict[str, float]]:
     return out
 
 
+def check_output(output: str | None) -> None:
+    """Refuse an --output that cannot be written before training, not after (exit 2)."""
+    if not output:
+        return
+    target = Path(output)
+    parent = next((p for p in [target.parent, *target.parent.parents] if p.exists()), Path("."))
+    if target.is_dir():
+        raise ConfigError(f"--output: {output} is a folder; give a file name such as {output}/model.pkl")
+    if not parent.is_dir():
+        raise ConfigError(f"--output: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--output: cannot write under {parent}")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train, evaluate walk-forward, save, log to MLflow and promote")
     add_model_options(parser)
@@ -101,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
     if args.promotion_mode not in (None, "max", "min"):
         raise ConfigError(f"--promotion-mode: {args.promotion_mode!r} is not max or min")
     params = parse_params(args.params)
+    check_output(args.output)
+    if not args.no_mlflow:  # a down MLflow fails in seconds, before a long training
+        from pitwall_trainer import registry
+
+        registry.ensure_reachable(args.tracking_uri)
     started = time.monotonic()
     tuned = best_params_from_args(args, args.model, args.algorithm, args.seasons, args.data_dir, None)
     if tuned:  # --tune: train the final model on the best parameters found
