@@ -8,7 +8,12 @@ event (p50, p95), the time until all Jobs exist, and the operator process's peak
 
 - pitwall: `kopf run -m pitwall_operator`, with PITWALL_TRAINER_COMMAND_OVERRIDE=true (benchmark
   only: the Job runs `true` instead of the trainer, so no training cost is measured).
-- floor: a bare Kopf handler that only creates a Job (same client, same no-op command).
+- floor: a bare Kopf handler that only creates a Job (same client, same no-op command), with the
+  same kopf framework settings as pitwall (`config.apply_framework_settings`: workers, threads,
+  Event posting level, kopf's state in status), so the ratio measures the product's work.
+
+Also printed: the API requests per run (until every Job existed, and after the no-op Jobs
+finished and were observed) and the load average before each measurement (the machine is shared).
 
 Goal (issue 6): pitwall within 1.5x of the floor.
 """
@@ -16,6 +21,7 @@ Goal (issue 6): pitwall within 1.5x of the floor.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import signal
@@ -35,15 +41,33 @@ from kubernetes import client, config, watch
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "default"
+SETTLE = 5.0  # seconds after the last Job appeared until the requests are counted again
 RUN_SPEC = {"model": "race_winner", "algorithm": "xgboost", "data": {"seasons": [2024]}}
 
 FLOOR_OPERATOR = '''
-"""The floor: the least a Kopf operator can do per TrainingRun -- create one Job."""
+"""The floor: the least a Kopf operator can do per TrainingRun -- create one Job.
+
+Framework settings (worker limits, thread pool, event posting level, where kopf keeps its own
+state) are the same as pitwall's, so the comparison measures the product's work, not tuning.
+"""
+import importlib.util
+import os
+import sys
+
 import kopf
 from kubernetes import client, config
 
 config.load_kube_config()
+# pitwall's config module loaded by path: importing the package would register pitwall's handlers.
+_spec = importlib.util.spec_from_file_location("pitwall_config", os.environ["PITWALL_CONFIG_PY"])
+pitwall_config = sys.modules["pitwall_config"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pitwall_config)
 BATCH = client.BatchV1Api()
+
+
+@kopf.on.startup()
+def configure(settings, **_):
+    pitwall_config.apply_framework_settings(settings, pitwall_config.Settings.from_env())
 
 
 @kopf.on.create("pitwall.io", "v1alpha1", "trainingruns")
@@ -78,6 +102,41 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+REQUESTS: collections.Counter[str] = collections.Counter()
+
+
+def count_requests() -> None:
+    """Count the sandbox API's requests by verb and resource (watches included, once each)."""
+    from pitwall_operator.sandbox.api import SandboxAPI
+
+    original = SandboxAPI.__call__
+    if getattr(original, "counted", False):
+        return
+
+    async def counted(self: Any, raw_request: Any) -> Any:
+        REQUESTS[request_key(raw_request.method, raw_request.path, raw_request.query_string)] += 1
+        return await original(self, raw_request)
+
+    counted.counted = True  # type: ignore[attr-defined]
+    SandboxAPI.__call__ = counted  # type: ignore[method-assign]
+
+
+def request_key(method: str, path: str, query: str) -> str:
+    """`PATCH trainingruns/status`, `WATCH jobs`... (names left out)."""
+    parts = [p for p in path.split("/") if p]
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        rest = parts[parts.index("namespaces") + 2:]
+    else:
+        rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    resource = rest[0] if rest else path
+    if len(rest) > 2:
+        resource += "/" + rest[2]
+    verb = "WATCH" if "watch=" in query else method
+    if method == "GET" and len(rest) == 1 and verb != "WATCH":
+        verb = "LIST"
+    return f"{verb} {resource}"
+
+
 class MemorySampler(threading.Thread):
     """Peak RSS of a process tree, sampled every 50 ms."""
 
@@ -99,7 +158,8 @@ class MemorySampler(threading.Thread):
 def start_operator(kind: str, kubeconfig: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     port = free_port()
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), PITWALL_METRICS_PORT="0",
-               PITWALL_TRAINER_COMMAND_OVERRIDE="true")
+               PITWALL_TRAINER_COMMAND_OVERRIDE="true",
+               PITWALL_CONFIG_PY=str(REPO / "operator" / "pitwall_operator" / "config.py"))
     if kind == "pitwall":
         target = ["-m", "pitwall_operator"]
     else:
@@ -141,6 +201,9 @@ def measure(kind: str, runs: int, timeout: float) -> dict[str, Any]:
     """One fresh sandbox, one operator, `runs` TrainingRuns; the figures for one table column."""
     from pitwall_operator.sandbox import Sandbox
 
+    count_requests()
+    REQUESTS.clear()
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp, Sandbox(state_dir=Path(tmp) / "sandbox") as sb:
         api = config.new_client_from_config(config_file=str(sb.kubeconfig))
         custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
@@ -175,7 +238,10 @@ def measure(kind: str, runs: int, timeout: float) -> dict[str, Any]:
                 custom.create_namespaced_custom_object("pitwall.io", "v1alpha1", NAMESPACE, "trainingruns", body)
             create_seconds = time.perf_counter() - start
             thread.join(timeout)
+            at_all_jobs = dict(REQUESTS)
             watcher.stop()
+            time.sleep(SETTLE)  # the Jobs (`true`) finish; pitwall observes them and posts its Events
+            settled = dict(REQUESTS)
         finally:
             sampler.done.set()
             stop(proc)
@@ -191,6 +257,11 @@ def measure(kind: str, runs: int, timeout: float) -> dict[str, Any]:
             "all_jobs_seconds": (max(seen.values()) - start) if len(seen) >= runs else float("nan"),
             "peak_rss_mib": sampler.peak / 2**20,
             "violations": len(sb.violations),
+            "load1_before": load,
+            # until every Job existed: the creation path (the Jobs' completions follow after)
+            "requests_per_run": {k: v / runs for k, v in sorted(at_all_jobs.items()) if v >= runs / 10},
+            # ... and SETTLE seconds later: the whole run's work, observation of the finished Jobs included
+            "requests_per_run_settled": {k: v / runs for k, v in sorted(settled.items()) if v >= runs / 10},
         }
 
 
@@ -200,6 +271,8 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
         if isinstance(value, float):
             out[key] = statistics.median(r[key] for r in results)
     out["jobs"] = min(r["jobs"] for r in results)
+    out["rounds"] = len(results)
+    out["load1_before"] = [round(r.get("load1_before", float("nan")), 2) for r in results]
     return out
 
 
@@ -212,6 +285,18 @@ def table(ours: dict[str, Any], floor: dict[str, Any]) -> str:
     for label, key, fmt in rows:
         ratio = ours[key] / floor[key] if floor[key] else float("nan")
         out.append(f"| {label} | {fmt.format(ours[key])} | {fmt.format(floor[key])} | {ratio:.2f}x |")
+    ours_req, floor_req = ours.get("requests_per_run") or {}, floor.get("requests_per_run") or {}
+    ours_all, floor_all = ours.get("requests_per_run_settled") or {}, floor.get("requests_per_run_settled") or {}
+    out += ["", f"API requests per TrainingRun (one round; the bench's own POST and watch included): until every "
+            f"Job existed, and {SETTLE:.0f} s later (the no-op Jobs finished and were observed)", "",
+            "| request | pitwall | kopf floor | pitwall, settled | floor, settled |", "|---|---:|---:|---:|---:|"]
+    for key in sorted(set(ours_req) | set(floor_req) | set(ours_all) | set(floor_all)):
+        out.append(f"| {key} | {ours_req.get(key, 0):.2f} | {floor_req.get(key, 0):.2f} | "
+                   f"{ours_all.get(key, 0):.2f} | {floor_all.get(key, 0):.2f} |")
+    out.append(f"| total | {sum(ours_req.values()):.2f} | {sum(floor_req.values()):.2f} | "
+               f"{sum(ours_all.values()):.2f} | {sum(floor_all.values()):.2f} |")
+    out += ["", f"1-min load average before each measurement: pitwall {ours['load1_before']}, "
+            f"floor {floor['load1_before']} ({os.cpu_count()} CPUs)"]
     return "\n".join(out)
 
 

@@ -6,9 +6,11 @@ same values and tests can pass their own.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/pitwall/trainer:0.1.0"
 FINALIZER = "pitwall.io/finalizer"
@@ -70,3 +72,24 @@ class Settings:
             instance=env.get("POD_NAME") or env.get("HOSTNAME") or "pitwall-operator",
             peering=env.get("PITWALL_PEERING", "").strip() or None,
         )
+
+
+def apply_framework_settings(settings: Any, config: Settings) -> None:
+    """The kopf settings that are framework tuning, not product behaviour (the benchmark's floor
+    operator applies the same ones, so the comparison measures our work, not our tuning).
+
+    State in status (GitOps-safe: the operator never writes metadata of a resource git owns), own
+    finalizer, Events only for warnings, bounded workers.
+    """
+    import kopf  # the trainer image imports this module and has no kopf
+
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.last-handled-configuration")
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING
+    # A worker serves one object and keeps its slot until idle for `idle_timeout` (kopf: 5 s):
+    # with a small limit, a burst of new runs queues behind idle workers, so idle ones go sooner.
+    settings.queueing.worker_limit = config.worker_limit
+    settings.queueing.idle_timeout = 1.0
+    # Handlers wait on the API, not the CPU: more threads than asyncio's default of 6.
+    settings.execution.max_workers = min(config.worker_limit, 32)

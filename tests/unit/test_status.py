@@ -181,3 +181,34 @@ def test_status_patch_removes_keys_the_operator_dropped():
     current = {"state": "Failed", "completionTime": T0, "progress": {"percent": 5}}
     patch = st.status_patch(current, {"state": "Pending"})
     assert patch == {"state": "Pending", "completionTime": None}  # progress belongs to the trainer
+
+
+def test_a_status_write_is_recognised_by_content_not_resource_version():
+    """kopf writes its bookkeeping after ours, so the newest body never carries our write's
+    resourceVersion: the handlers recognise a body that shows the write by its content."""
+    from pitwall_operator.handlers.reconcile import Written
+
+    write = Written({"state": "Pending", "jobName": "r-train", "completionTime": None}, deferred=True)
+    assert write.shown_by({"status": {"state": "Pending", "jobName": "r-train", "kopf": {"progress": {}}}})
+    assert not write.shown_by({"status": {"state": "Pending"}})  # not written yet
+    assert not write.shown_by({"status": {"state": "Pending", "jobName": "r-train", "completionTime": "x"}})
+    assert not write.shown_by({"metadata": {"name": "r"}})
+
+
+def test_observation_yields_to_a_burst_of_creations_but_not_for_long(monkeypatch):
+    import time
+
+    from pitwall_operator.handlers import reconcile as rc
+
+    monkeypatch.setattr(rc, "CREATION_PRIORITY_WAIT", 0.3)
+    monkeypatch.setattr(rc, "_last_creation", 0.0)
+    started = time.monotonic()
+    rc.yield_to_creations()  # no burst: at once
+    assert time.monotonic() - started < 0.1
+    with rc.creating():  # a creation in flight: wait, but at most CREATION_PRIORITY_WAIT
+        started = time.monotonic()
+        rc.yield_to_creations()
+        assert 0.25 <= time.monotonic() - started < 1.0
+    started = time.monotonic()
+    rc.yield_to_creations()  # the burst just ended: wait for CREATION_QUIET
+    assert rc.CREATION_QUIET * 0.8 <= time.monotonic() - started < 1.0

@@ -5,14 +5,19 @@ lost event or a conflict all converge to the same place: deterministic child nam
 idempotent (409 = already there), and terminal states are never left.
 
 Runs of one TrainingRun are serialised by a lock, and each starts from the freshest status
-(the body when it is the version we last wrote, else a GET), so two triggers (a Job event and
-the timer) never write stale conditions over each other or post an Event twice.
+(a body that shows our last status write, else a GET), so two triggers (a Job event and the
+timer) never write stale conditions over each other or post an Event twice.
+
+A kopf handler's status write rides on kopf's own patch (one PATCH after the handler, with
+kopf's bookkeeping) instead of a PATCH of its own: creating a run costs the Job's POST and that
+one PATCH. Until that patch is visible, other triggers wait for it (or retry), never write over it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,11 +41,15 @@ _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
 # Events go out in the background, in order: a slow API never holds a kopf worker for an Event.
 _events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
-# Creation first: while runs are being created, observation work (Job events, Events) waits a
-# little, so a burst of finishing Jobs never slows down starting new ones.
+# Creation first: while runs are being created (a burst: creations in flight, or one ended less
+# than CREATION_QUIET ago), observation work (Job events, Events) waits a little, so a burst of
+# finishing Jobs never slows down starting new ones; Job events that pile up meanwhile are
+# folded into one reconcile per run.
 _creating = 0
+_last_creation = 0.0  # time.monotonic() when the last creation ended
 _creating_cond = threading.Condition()
 CREATION_PRIORITY_WAIT = 2.0  # seconds at most; observation is never starved for long
+CREATION_QUIET = 0.25  # seconds without a creation that end a burst
 
 
 class creating:  # noqa: N801 - used as `with creating():`
@@ -52,16 +61,24 @@ class creating:  # noqa: N801 - used as `with creating():`
             _creating += 1
 
     def __exit__(self, *exc: object) -> None:
-        global _creating
+        global _creating, _last_creation
         with _creating_cond:
             _creating -= 1
+            _last_creation = time.monotonic()
             _creating_cond.notify_all()
 
 
 def yield_to_creations() -> None:
-    """Called from background threads only (never a kopf handler): wait while creations run."""
+    """Called from background threads only (never a kopf handler): wait while a burst of
+    creations goes on, CREATION_PRIORITY_WAIT at most."""
+    deadline = time.monotonic() + CREATION_PRIORITY_WAIT
     with _creating_cond:
-        _creating_cond.wait_for(lambda: _creating == 0, timeout=CREATION_PRIORITY_WAIT)
+        while True:
+            now = time.monotonic()
+            quiet = _last_creation + CREATION_QUIET - now
+            if (_creating == 0 and quiet <= 0) or now >= deadline:
+                return
+            _creating_cond.wait(min(deadline - now, quiet if _creating == 0 else deadline - now))
 
 
 def _post_event(event: dict[str, Any]) -> None:
@@ -73,20 +90,40 @@ def _post_event(event: dict[str, Any]) -> None:
 class Result:
     state: str
     patch: dict[str, Any] = field(default_factory=dict)  # status keys written (None deleted)
-    announce: Callable[[], None] | None = None  # Events/alerts, run only once the patch is written
+    announce: Callable[[], None] | None = None  # Events/alerts, run once the patch is written (or handed to kopf)
 
 
-_written: dict[str, str] = {}  # "namespace/name" -> resourceVersion of our last status write
+@dataclass(frozen=True)
+class Written:
+    """Our last status write to a run: the keys written (None = deleted); `deferred` while it
+    waits in kopf's patch, which kopf sends only after the handler returned."""
+
+    patch: dict[str, Any]
+    deferred: bool = False
+
+    def shown_by(self, body: dict[str, Any]) -> bool:
+        """Whether `body` is at least as new as this write (content, not resourceVersion: kopf
+        writes its own bookkeeping after ours, so the newest body never has our version)."""
+        status = body.get("status") or {}
+        return all(status.get(k) == v if v is not None else k not in status for k, v in self.patch.items())
+
+
+_written: dict[str, Written] = {}  # "namespace/name" -> our last status write
 _seen: dict[str, dict[str, Any]] = {}  # "namespace/name" -> newest body from the watch
+_seen_cond = threading.Condition()
+DEFERRED_WAIT = 5.0  # seconds a background trigger waits for kopf to send a handler's status write
+WATCH_WAIT = 1.0  # seconds it waits for the watch to show a write of its own, before a GET
 
 
 def remember(kind: str | None, body: dict[str, Any]) -> None:
     meta = body.get("metadata") or {}
     key = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
-    if kind == "DELETED":
-        _seen.pop(key, None)
-    elif meta.get("name"):
-        _seen[key] = body
+    with _seen_cond:
+        if kind == "DELETED":
+            _seen.pop(key, None)
+        elif meta.get("name"):
+            _seen[key] = body
+        _seen_cond.notify_all()
 
 
 def _lock_for(key: str) -> threading.Lock:
@@ -114,29 +151,59 @@ def reconcile(
     *,
     body: dict[str, Any] | None = None,
     job: dict[str, Any] | None = None,
+    patch: Any = None,
 ) -> Result:
     """Bring one run's children and status in line with its spec.
 
     `body`: the run as kopf delivered it, else the newest the watch delivered (read again when
-    we wrote a version since that it does not show yet, or when absent); `job`: the Job as a watch event just delivered it (saves a GET).
+    it does not show our last status write, or when absent); `job`: the Job as a watch event
+    just delivered it (saves a GET); `patch`: kopf's patch object of a kopf handler, which then
+    carries the status write (kopf sends it after the handler, with its own bookkeeping).
     """
     key = f"{namespace}/{name}"
     with _lock_for(key):
-        last = _written.get(key)
+        body = _fresh_body(key, namespace, name, body)
         if body is None:
-            body = _seen.get(key)
-        if body is None or (last is not None and last != body["metadata"].get("resourceVersion")):
-            body = k8s.get_training_run(namespace, name)
-            if body is None:
-                return Result("Gone")
+            return Result("Gone")
         result = _reconcile(body, settings, job)
         if result.patch:
-            written = k8s.patch_status(namespace, name, result.patch)
-            _written[key] = written.get("metadata", {}).get("resourceVersion", "")
+            if patch is not None:
+                for k, v in result.patch.items():
+                    patch.status[k] = v
+                _written[key] = Written(result.patch, deferred=True)
+            else:
+                k8s.patch_status(namespace, name, result.patch)
+                _written[key] = Written(result.patch)
             if result.announce is not None:
                 result.announce()
     metrics.observe_state(body["metadata"].get("uid") or key, result.state)
     return result
+
+
+def _fresh_body(key: str, namespace: str, name: str, body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A body that shows our last status write: the given one, the watch's newest, else a GET.
+
+    A write still waiting in kopf's patch is waited for (briefly; background triggers only, a
+    kopf handler's body always shows its predecessors' patches) and never written over.
+    """
+    last = _written.get(key)
+    if body is not None and (last is None or last.shown_by(body)):
+        return body
+    # A background trigger: the watch brings our write soon, and waiting is cheaper than a GET. A
+    # kopf handler never waits (the watch events of its own run queue behind it).
+    background = body is None
+    with _seen_cond:
+        body = _seen.get(key)
+        if background and last is not None and not (body is not None and last.shown_by(body)):
+            _seen_cond.wait_for(lambda: key not in _seen or last.shown_by(_seen[key]),
+                                timeout=DEFERRED_WAIT if last.deferred else WATCH_WAIT)
+            body = _seen.get(key)
+    if body is not None and (last is None or last.shown_by(body)):
+        return body
+    body = k8s.get_training_run(namespace, name)
+    if body is not None and last is not None and last.deferred and not last.shown_by(body):
+        raise k8s.ApiError(409, f"the status write of {key} by the last handler is not visible yet")
+    return body
 
 
 def report_error(namespace: str, name: str, body: dict[str, Any] | None, message: str) -> None:
