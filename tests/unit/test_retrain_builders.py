@@ -116,8 +116,19 @@ def test_training_run_from_the_template() -> None:
     assert "pitwall.io/trigger-evidence" not in scheduled["metadata"]["annotations"]  # time, not data
 
 
+def test_monitor_job_uses_the_operators_default_claim_when_the_template_names_none() -> None:
+    spec = example_spec()
+    assert "source" not in spec["template"]["spec"]["data"]
+    job = rt.build_monitor_job(POLICY, spec, SETTINGS, utc(2026, 3, 17, 6, 0, 5))
+    pod = job["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--data-dir") + 1] == "/data"
+    assert {v["name"]: v for v in pod["volumes"]}["data"]["persistentVolumeClaim"]["claimName"] == "pitwall-data"
+
+
 def test_monitor_job_runs_pitwall_train_monitor_with_the_data_claim() -> None:
     spec = example_spec()
+    spec["template"]["spec"]["data"]["source"] = {"pvc": {"claimName": "training-data-pvc", "path": "f1-ergast"}}
     job = rt.build_monitor_job(POLICY, spec, SETTINGS, utc(2026, 3, 17, 6, 0, 5))
     kubernetes_validate.validate(job, "1.32", strict=True)
     pod = job["spec"]["template"]["spec"]
@@ -142,7 +153,8 @@ def test_monitor_job_runs_pitwall_train_monitor_with_the_data_claim() -> None:
 
 def test_monitor_job_refreshes_a_writable_claim() -> None:
     spec = example_spec()
-    spec["template"]["spec"]["data"]["source"]["pvc"]["readOnly"] = False
+    spec["template"]["spec"]["data"]["source"] = {"pvc": {"claimName": "training-data-pvc", "path": "f1-ergast",
+                                                          "readOnly": False}}
     policy = rt.PolicyRef("rw", "f1", "u", (("pitwall.io/fetch-base-url", "http://ergast.local/f1"),))
     job = rt.build_monitor_job(policy, spec, SETTINGS, utc(2026, 3, 17))
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pitwall_trainer.cli import main
+from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.models.factory import predict
 
 FAST = '{"n_estimators": 20}'
@@ -104,3 +105,16 @@ def test_down_mlflow_is_refused_before_training(tmp_path: Path, capsys: pytest.C
                  "--data-dir", str(tmp_path / "no-data")])
     assert code == 1
     assert "http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_a_season_not_yet_in_the_data_is_skipped_only_after_the_last_one() -> None:
+    """A RetrainPolicy template lists the season under way; a gap in the past is still an error."""
+    import pandas as pd
+    from pitwall_trainer.training import _check_seasons
+
+    frame = pd.DataFrame({"year": [2022, 2023, 2024]})
+    assert _check_seasons(frame, [2023, 2024, 2025]) == [2023, 2024]
+    with pytest.raises(ConfigError, match="2021"):
+        _check_seasons(frame, [2021, 2024])
+    with pytest.raises(ConfigError, match="2030"):
+        _check_seasons(frame, [2030])

@@ -35,10 +35,17 @@ def _check_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> list[int]:
     if not seasons:
         raise ConfigError("--seasons: no season given")
     have = {int(y) for y in frame["year"].unique()}
-    missing = sorted(set(seasons) - have)
-    if missing:
-        raise ConfigError(f"--seasons: no races for {missing[0]} in the data ({min(have)}-{max(have)})")
-    return sorted({int(s) for s in seasons})
+    wanted = {int(s) for s in seasons}
+    missing = sorted(wanted - have)
+    gaps = [s for s in missing if s < max(have)]
+    if gaps:
+        raise ConfigError(f"--seasons: no races for {gaps[0]} in the data ({min(have)}-{max(have)})")
+    chosen = sorted(wanted & have)
+    if not chosen:
+        raise ConfigError(f"--seasons: no races for {missing[0]} in the data yet ({min(have)}-{max(have)})")
+    if missing:  # a retraining template names the season under way before its first race is in
+        log.warning("seasons %s have no races in the data yet; training on %s", missing, chosen)
+    return chosen
 
 
 def evaluation_races(
