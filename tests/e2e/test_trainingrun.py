@@ -193,6 +193,26 @@ def test_operator_killed_mid_run_resumes_with_one_job(cluster, operator):
     no_violations(cluster)
 
 
+def test_invalid_spec_update_mid_run_keeps_the_running_job_and_its_result(cluster, operator):
+    doc = example_run(name("badupdate"))
+    run_name = doc["metadata"]["name"]
+    apply(cluster, doc)
+    (job,) = wait_for(lambda: job_exists(cluster, run_name), timeout=120, what="the Job")
+    bad = '{"spec":{"evaluation":{"holdoutRaces":3,"holdoutSeason":2024}}}'  # a cross-field (CEL) rule
+    patched = cluster.kubectl("patch", "trainingrun", run_name, "-n", NAMESPACE, "--type=merge", "-p", bad,
+                              check=False)
+    run = wait_state(cluster, run_name, "Succeeded", "Failed")
+    assert run["status"]["state"] == "Succeeded", run["status"]  # the result is not thrown away
+    assert run["status"]["mlflow"]["modelVersion"]
+    (again,) = job_exists(cluster, run_name)
+    assert again["metadata"]["uid"] == job["metadata"]["uid"]
+    if patched.returncode == 0:  # the sandbox has no CEL: the operator says it ignored the update
+        warnings = [e for e in events_for(cluster, run_name) if e["reason"] == "InvalidSpecUpdate"]
+        assert warnings and "spec update ignored" in warnings[0]["message"]
+        assert "spec.evaluation" in warnings[0]["message"]
+    no_violations(cluster)
+
+
 def test_suspend_stops_children_and_resume_starts_again(cluster, operator):
     doc = example_run(name("suspend"))
     run_name = doc["metadata"]["name"]

@@ -25,14 +25,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
+
 from pitwall_operator import alerts, k8s, metrics
 from pitwall_operator.api import SpecError, is_terminal, parse_training_run_spec
 from pitwall_operator.builders import alerts as payloads
 from pitwall_operator.builders import status as st
-from pitwall_operator.builders.configmap import build_spec_configmap
+from pitwall_operator.builders.configmap import SPEC_KEY, build_spec_configmap
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.job import build_job
-from pitwall_operator.builders.meta import RunRef, job_name, ray_cluster_name
+from pitwall_operator.builders.meta import RunRef, job_name, ray_cluster_name, spec_configmap_name
 from pitwall_operator.builders.raycluster import build_ray_cluster, head_address, is_ready, ray_settings
 from pitwall_operator.config import Settings
 
@@ -213,6 +215,18 @@ def report_error(namespace: str, name: str, body: dict[str, Any] | None, message
     _events.submit(_post_event, event)
 
 
+def _started_spec(namespace: str, name: str) -> dict[str, Any] | None:
+    """The spec the run's children were created with (its `<run>-spec` ConfigMap), if any."""
+    configmap = k8s.get("v1", "ConfigMap", namespace, spec_configmap_name(name))
+    text = ((configmap or {}).get("data") or {}).get(SPEC_KEY)
+    if not text:
+        return None
+    try:
+        return parse_training_run_spec(yaml.safe_load(text), name).to_dict()
+    except (SpecError, yaml.YAMLError):
+        return None
+
+
 def _revalidate(status: dict[str, Any], generation: int | None) -> bool:
     """A spec fixed after ValidationFailed gets a new chance (nothing was ever created for it)."""
     failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), None)
@@ -234,8 +248,18 @@ def _reconcile(body: dict[str, Any], settings: Settings, seen_job: dict[str, Any
     try:
         spec = parse_training_run_spec(body.get("spec"), name).to_dict()
     except SpecError as exc:
-        outcome = st.validation_failed(status, generation, exc.messages, now)
-        return _finish(body, original, outcome, settings, body.get("spec") or {})
+        started = _started_spec(namespace, name) if status.get("jobName") else None
+        if started is None:
+            outcome = st.validation_failed(status, generation, exc.messages, now)
+            return _finish(body, original, outcome, settings, body.get("spec") or {})
+        # A running run keeps the spec its Job started with: failing it would hide the result it
+        # is about to produce. The rejected update is said on the run as a Warning Event.
+        if generation != status.get("observedGeneration"):
+            message = "spec update ignored, it is not valid: " + "; ".join(exc.messages)
+            event = build_event({**meta, "namespace": namespace}, "Warning", "InvalidSpecUpdate",
+                                message + "; the running Job keeps the spec it started with", now)
+            _events.submit(_post_event, event)
+        spec = started
     run = RunRef.from_body(body)
 
     if spec.get("suspend"):
