@@ -212,3 +212,12 @@ def test_observation_yields_to_a_burst_of_creations_but_not_for_long(monkeypatch
     started = time.monotonic()
     rc.yield_to_creations()  # the burst just ended: wait for CREATION_QUIET
     assert rc.CREATION_QUIET * 0.8 <= time.monotonic() - started < 1.0
+
+
+def test_oom_killed_says_so_and_how_to_fix_it():
+    oom = pod(137, "")
+    oom["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    out = st.observe({"state": "Running"}, 1, job(failed=4, cond="Failed", reason="BackoffLimitExceeded"), [oom], T1)
+    failed = get_condition(out.status["conditions"], "Failed")
+    assert "memory limit" in failed["message"] and "spec.resources.limits.memory" in failed["message"]
+    assert out.failure["type"] == "OOMKilled"

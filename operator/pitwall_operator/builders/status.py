@@ -209,7 +209,11 @@ def _failure(job_cond: dict[str, Any], term: Termination | None, attempts: int) 
     """(condition reason, error type, message), preferring the trainer's own words."""
     reason = JOB_FAILURE_REASONS.get(job_cond.get("reason") or "", "TrainerFailed")
     error = (term.result or {}).get("error") if term else None
-    if isinstance(error, dict) and error.get("message"):
+    if term and term.reason == "OOMKilled":  # the kubelet killed it: the trainer wrote nothing
+        err_type = "OOMKilled"
+        message = (f"the trainer was killed for exceeding its memory limit (exit {term.exit_code}); "
+                   "raise spec.resources.limits.memory")
+    elif isinstance(error, dict) and error.get("message"):
         err_type = str(error.get("type") or "TrainerError")
         message = f"{err_type}: {error['message']}"
     elif term and term.message.strip():

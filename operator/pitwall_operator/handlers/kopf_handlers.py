@@ -53,6 +53,8 @@ def _run(handler: str, namespace: str, name: str, body: dict[str, Any] | None = 
         rc.reconcile(namespace, name, SETTINGS, body=body, job=job, patch=patch)
     except k8s.ApiError as exc:
         metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
+        if not exc.retryable:  # refused (403 RBAC, 422 a child the server rejects): say it on the run
+            rc.report_error(namespace, name, body, f"the API server refused a request, retrying in 30s: {exc}")
         raise kopf.TemporaryError(f"API error, retrying: {exc}", delay=5 if exc.retryable else 30) from exc
     except Exception as exc:  # a bug or a surprise in one run must not stop the others
         metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
