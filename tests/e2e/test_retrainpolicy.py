@@ -239,7 +239,7 @@ def test_history_limits_prune_old_runs(cluster, rp_operator) -> None:
 
 def test_invalid_policy_gets_validation_failed(cluster, rp_operator) -> None:
     rp = name("rp-bad")
-    doc = policy(rp, template(name("e2e-rp-bad")), schedule="* * * * *", timeZone="Mars/Olympus")
+    doc = policy(rp, template(name("e2e-rp-bad")), schedule="61 25 * * 8", timeZone="Mars/Olympus")
     args = ["apply", "-f", "-", "--validate=false"]
     result = cluster.kubectl(*args, input=yaml.safe_dump(doc), check=False)
     if result.returncode != 0:  # a real API server may refuse it already (CEL)
@@ -249,6 +249,7 @@ def test_invalid_policy_gets_validation_failed(cluster, rp_operator) -> None:
                       "ValidationFailed", timeout=30)
     failed = next(c for c in doc["status"]["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "ValidationFailed" and "spec.timeZone" in failed["message"]
+    assert "spec.schedule" in failed["message"]  # every problem at once, not one per fix
     assert policy_runs(cluster, rp) == []
     delete_policy(cluster, rp)
 

@@ -65,14 +65,20 @@ def _invalid(body: dict[str, Any], status: dict[str, Any], messages: list[str]) 
 
 def _parse(body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
     name = body["metadata"]["name"]
+    spec: dict[str, Any] | None = None
+    messages: list[str] = []
     try:
         spec = parse_retrain_policy_spec(body.get("spec"), name).to_dict()
     except SpecError as exc:
-        _invalid(body, status, exc.messages)
-        return None
-    problem = rt.schedule_error(spec["schedule"], spec.get("timeZone", "UTC")) if spec.get("schedule") else None
-    if problem:
-        _invalid(body, status, [f"spec.schedule: {problem}"])
+        messages = list(exc.messages)
+    # croniter's own check, reported beside the model's findings (every problem at once)
+    schedule = (spec or body.get("spec") or {}).get("schedule")
+    zone = spec.get("timeZone", "UTC") if spec else "UTC"
+    problem = rt.schedule_error(schedule, zone) if isinstance(schedule, str) and schedule else None
+    if problem and not any(m.startswith("spec.schedule") for m in messages):
+        messages.append(f"spec.schedule: {problem}")
+    if messages:
+        _invalid(body, status, messages)
         return None
     return spec
 
