@@ -11,6 +11,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -44,6 +45,10 @@ def post(url: str, payload: dict[str, Any], retries: int = RETRIES, backoff: flo
     return False
 
 
+class AlertNotConfigured(Exception):
+    """The run asks for Slack alerts but its webhook Secret cannot be read: said on the run."""
+
+
 def webhook_url(namespace: str, spec: dict[str, Any], kind: str) -> str | None:
     """The webhook URL when this run wants alerts of this kind (Failed, Regression, ...), else None."""
     notifications = spec.get("notifications") or {}
@@ -51,20 +56,29 @@ def webhook_url(namespace: str, spec: dict[str, Any], kind: str) -> str | None:
     ref = (notifications.get("slack") or {}).get("webhookSecretRef") or {}
     if kind not in wanted or not ref.get("name") or not ref.get("key"):
         return None
+    where = f"Secret {namespace}/{ref['name']} key {ref['key']!r}"
     try:
         url = k8s.read_secret_key(namespace, ref["name"], ref["key"])
     except k8s.ApiError as exc:
-        log.warning("cannot read Slack webhook Secret %s/%s: %s", namespace, ref["name"], exc)
-        return None
+        raise AlertNotConfigured(f"{kind} alert not sent: cannot read the Slack webhook {where}: {exc}") from exc
     if not url:
-        log.warning("Slack webhook Secret %s/%s or its key %r not found", namespace, ref["name"], ref["key"])
-    return url or None
+        raise AlertNotConfigured(f"{kind} alert not sent: the Slack webhook {where} does not exist")
+    return url
 
 
-def send(namespace: str, spec: dict[str, Any], kind: str, payload: dict[str, Any]) -> Future | None:
-    """Alert in the background; returns the Future (tests wait on it) or None when not wanted."""
+def send(namespace: str, spec: dict[str, Any], kind: str, payload: dict[str, Any],
+         on_problem: Callable[[str], None] | None = None) -> Future | None:
+    """Alert in the background; returns the Future (tests wait on it) or None when not sent.
+
+    `on_problem` hears why an alert the run asked for could not be sent (e.g. a missing Secret).
+    """
     try:
         url = webhook_url(namespace, spec, kind)
+    except AlertNotConfigured as exc:
+        log.warning("%s", exc)
+        if on_problem:
+            on_problem(str(exc))
+        return None
     except Exception:  # noqa: BLE001 - an alert must never break a reconcile
         log.exception("alert lookup failed")
         return None

@@ -165,6 +165,19 @@ def test_bad_data_fails_fast_with_trainer_message_and_slack_alert(cluster, opera
     no_violations(cluster)
 
 
+def test_an_alert_that_cannot_be_sent_is_said_on_the_run(cluster, operator, e2e_env):
+    doc = example_run(name("noslack"))
+    claim = e2e_env["PITWALL_DEFAULT_DATA_CLAIM"]
+    doc["spec"]["data"]["source"] = {"pvc": {"claimName": claim, "path": "no-such-folder"}}
+    doc["spec"]["notifications"] = {"slack": {"webhookSecretRef": {"name": "no-such-secret", "key": "url"}}}
+    apply(cluster, doc)
+    run = wait_state(cluster, doc["metadata"]["name"], "Failed", "Succeeded")
+    assert run["status"]["state"] == "Failed"
+    warnings = wait_for(lambda: [e for e in events_for(cluster, doc["metadata"]["name"])
+                                 if e["reason"] == "AlertNotSent"], timeout=30, what="the AlertNotSent Event")
+    assert "no-such-secret" in warnings[0]["message"] and warnings[0]["type"] == "Warning"
+
+
 def test_mlflow_unreachable_fails_after_retries_with_the_trainers_message(cluster, operator):
     doc = example_run(name("nomlflow"))
     doc["spec"]["mlflow"]["trackingUri"] = "http://127.0.0.1:9"  # discard port: nothing listens

@@ -332,44 +332,53 @@ def _finish(body: dict, original: dict, outcome: st.Outcome, settings: Settings,
 
 def _announce(meta: dict, outcome: st.Outcome, settings: Settings, spec: dict) -> None:
     """Events for transitions, Slack for failures and regressions, counters."""
-    namespace = meta.get("namespace") or "default"
+    namespace, name = meta.get("namespace") or "default", meta["name"]
     now = now_iso()
     for transition in outcome.transitions:
         event = build_event(meta, transition.type, transition.reason, transition.message, now, settings.instance)
         _events.submit(_post_event, event)
+
+    def alert(kind: str, payload: dict[str, Any]) -> None:
+        """Slack, when the run asks for this kind; a Warning Event on the run when it cannot be sent."""
+        def warn(message: str) -> None:
+            _events.submit(_post_event, build_event(meta, "Warning", "AlertNotSent", message, now_iso(),
+                                                    settings.instance))
+        alerts.send(namespace, spec, kind, payload, on_problem=warn)
+
     if outcome.promoted:
         metrics.PROMOTIONS.inc()
     if outcome.failure:
-        job = outcome.status.get("jobName") or meta["name"]
-        payload = payloads.failure_payload(job, outcome.failure["type"], outcome.failure["message"],
-                                           f"{namespace}/{meta['name']}")
-        alerts.send(namespace, spec, "Failed", payload)
+        job = outcome.status.get("jobName") or name
+        alert("Failed", payloads.failure_payload(job, outcome.failure["type"], outcome.failure["message"],
+                                                 f"{namespace}/{name}"))
     if outcome.state == "Succeeded":
-        _success_alerts(namespace, meta["name"], outcome.status, spec)
+        _success_alerts(namespace, name, outcome.status, spec, alert)
     if outcome.regression:
         metrics.REGRESSIONS.inc()
-        _regression_alert(namespace, meta["name"], outcome.regression, spec)
+        _regression_alert(namespace, name, outcome.regression, spec, alert)
 
 
-def _regression_alert(namespace: str, name: str, reg: dict[str, Any], spec: dict[str, Any]) -> None:
+def _regression_alert(namespace: str, name: str, reg: dict[str, Any], spec: dict[str, Any],
+                      alert: Callable[[str, dict[str, Any]], None]) -> None:
     try:
         payload = payloads.regression_payload(str(spec.get("model", name)), str(reg.get("metric", "metric")),
                                               float(reg["previous"]), float(reg["new"]), f"{namespace}/{name}")
     except (KeyError, TypeError, ValueError):
         log.warning("regression record without numbers: %r", reg)
         return
-    alerts.send(namespace, spec, "Regression", payload)
+    alert("Regression", payload)
 
 
-def _success_alerts(namespace: str, name: str, status: dict[str, Any], spec: dict[str, Any]) -> None:
+def _success_alerts(namespace: str, name: str, status: dict[str, Any], spec: dict[str, Any],
+                    alert: Callable[[str, dict[str, Any]], None]) -> None:
     """Opt-in alerts (notifications.events Succeeded / Promoted)."""
     model = str(spec.get("model", name))
     mlflow = status.get("mlflow") or {}
     job = status.get("jobName") or name
-    alerts.send(namespace, spec, "Succeeded", payloads.succeeded_payload(
+    alert("Succeeded", payloads.succeeded_payload(
         job, model, mlflow.get("modelVersion"), status.get("metrics") or {}, f"{namespace}/{name}"))
     promotion = status.get("promotion") or {}
     if promotion.get("promoted"):
-        alerts.send(namespace, spec, "Promoted", payloads.promoted_payload(
+        alert("Promoted", payloads.promoted_payload(
             model, promotion.get("alias", "champion"), promotion.get("version") or mlflow.get("modelVersion"),
             promotion.get("previousVersion"), promotion.get("reason") or ""))
