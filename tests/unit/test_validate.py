@@ -209,3 +209,21 @@ def test_blank_line_keeps_line_numbers(copy: Path) -> None:
     one(problems, "results.csv", "column resultId", "row 11", "missing value")
     set_cell(copy / "results.csv", 20, "grid", "P3")
     one(problems_of(copy), "results.csv", "column grid", "row 20", "'P3'")
+
+
+def test_every_ragged_line_is_named_not_only_the_first(data_dir: Path, tmp_path: Path) -> None:
+    """A file pandas cannot parse: each line whose fields do not add up is reported."""
+    import shutil
+
+    from pitwall_trainer.data.loader import read_raw_tables
+    from pitwall_trainer.data.validate import validate_tables
+
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy)
+    lines = (copy / "results.csv").read_text().splitlines(keepends=True)
+    for number in (100, 200, 300):  # 1-based line numbers
+        lines[number - 1] = lines[number - 1].rstrip("\n") + ",extra\n"
+    (copy / "results.csv").write_text("".join(lines))
+    problems = validate_tables(copy, read_raw_tables(copy))
+    for number in (100, 200, 300):
+        assert any(p.startswith(f"results.csv, column -, row {number}:") for p in problems), problems

@@ -78,8 +78,7 @@ def _check_file(data_dir: Path, table: Table, frame: pd.DataFrame | None, report
             if table.required:
                 report.add(group, f"{table.file}, column -, row -: required file is missing from {data_dir}")
             return False
-        row, reason = _unreadable_reason(path)
-        report.add(group, f"{table.file}, column -, row {row}: {reason}")
+        report.rows(group, (f"{table.file}, column -, row {row}: {reason}" for row, reason in _unreadable_reasons(path)))
         return False
     if frame.empty and table.name in NEED_ROWS:
         report.add(group, f"{table.file}, column -, row 2: the file has a header but no rows")
@@ -104,22 +103,23 @@ def _tail(path: Path) -> bytes:
         return handle.read()
 
 
-def _unreadable_reason(path: Path) -> tuple[int, str]:
-    """(line, why) for a file pandas could not parse: the first line whose fields do not add up."""
+def _unreadable_reasons(path: Path) -> list[tuple[int, str]]:
+    """(line, why) for each line that keeps pandas from parsing the file: every ragged line."""
     if path.stat().st_size == 0:
-        return 1, "the file is empty (no header, no rows)"
+        return [(1, "the file is empty (no header, no rows)")]
+    found: list[tuple[int, str]] = []
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle, strict=True)
             width = len(next(reader))
             for cells in reader:
-                if len(cells) != width:
-                    return reader.line_num, f"{len(cells)} fields where the header has {width}"
+                if cells and len(cells) != width:
+                    found.append((reader.line_num, f"{len(cells)} fields where the header has {width}"))
     except csv.Error as error:
-        return reader.line_num, f"the file cannot be read as CSV: {error}"
+        found.append((reader.line_num, f"the file cannot be read as CSV: {error}"))
     except UnicodeDecodeError as error:
-        return 1, f"the file is not UTF-8 text: {error}"
-    return 1, "the file cannot be read as CSV"
+        found.append((1, f"the file is not UTF-8 text: {error}"))
+    return found or [(1, "the file cannot be read as CSV")]
 
 
 def _check_cells(table: Table, frame: pd.DataFrame, report: Report) -> None:
