@@ -213,11 +213,6 @@ def test_blank_line_keeps_line_numbers(copy: Path) -> None:
 
 def test_every_ragged_line_is_named_not_only_the_first(data_dir: Path, tmp_path: Path) -> None:
     """A file pandas cannot parse: each line whose fields do not add up is reported."""
-    import shutil
-
-    from pitwall_trainer.data.loader import read_raw_tables
-    from pitwall_trainer.data.validate import validate_tables
-
     copy = tmp_path / "data"
     shutil.copytree(data_dir, copy)
     lines = (copy / "results.csv").read_text().splitlines(keepends=True)
