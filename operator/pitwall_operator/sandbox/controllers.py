@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from typing import Any
 
@@ -10,7 +11,7 @@ from .store import Obj
 Key = tuple[str, str]
 
 
-class Controller:
+class Controller(abc.ABC):
     """Subscribes to the store (on the API loop) and runs `_control(key, uid)` once per object.
 
     An object's task is woken (its event set) on every change of the object; it exits when it
@@ -40,6 +41,7 @@ class Controller:
         await self._teardown()
         await asyncio.gather(*self.controllers.values(), return_exceptions=True)
 
+    @abc.abstractmethod
     async def _teardown(self) -> None:
         """Stop whatever processes the controller started (after its tasks were cancelled)."""
 
@@ -58,5 +60,6 @@ class Controller:
         if not self.stopping and (task is None or task.done()) and not self._idle(obj):
             self.controllers[key] = asyncio.get_running_loop().create_task(self._control(key, obj["metadata"]["uid"]))
 
+    @abc.abstractmethod
     async def _control(self, key: Key, uid: str) -> None:
-        raise NotImplementedError
+        """Drive one object (a Job's pods, a RayCluster's processes) until it needs nothing more."""
