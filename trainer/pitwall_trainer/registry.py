@@ -169,7 +169,7 @@ def _http_env(values: dict[str, str], force: bool = False) -> Iterator[None]:
 
 
 @contextmanager
-def _mlflow_call(uri: str, action: str) -> Iterator[None]:
+def mlflow_call(uri: str, action: str) -> Iterator[None]:
     """Bounded HTTP retries for the block; failures become errors that name the URI.
 
     The global tracking URI is set too: MLflow's registry looks logged models up through it.
@@ -188,11 +188,11 @@ def _mlflow_call(uri: str, action: str) -> Iterator[None]:
             raise RegistryError(f"MLflow at {uri} failed to {action}: {error}") from error
 
 
-def _client(uri: str) -> MlflowClient:
+def mlflow_client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _check_reachable(client: MlflowClient, uri: str) -> None:
+def check_reachable(client: MlflowClient, uri: str) -> None:
     """Fail fast with a clear message before anything is written to a remote server."""
     if _is_http(uri):
         client.search_experiments(max_results=1)
@@ -201,8 +201,8 @@ def _check_reachable(client: MlflowClient, uri: str) -> None:
 def ensure_reachable(tracking_uri: str | None = None) -> str:
     """Check the tracking server before a long training, so a down MLflow fails in seconds."""
     uri = resolve_tracking_uri(tracking_uri)
-    with _mlflow_call(uri, "reach the tracking server"):
-        _check_reachable(_client(uri), uri)
+    with mlflow_call(uri, "reach the tracking server"):
+        check_reachable(mlflow_client(uri), uri)
     return uri
 
 
@@ -365,7 +365,7 @@ def _identity_tags(result: TrainResult) -> dict[str, str]:
     }
 
 
-def _experiment_id(client: MlflowClient, uri: str, name: str) -> str:
+def get_experiment_id(client: MlflowClient, uri: str, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
@@ -412,18 +412,18 @@ def log_and_register(
     parent = mlflow.active_run()  # e.g. a tuning study's run: ours becomes its child
     if parent is not None:
         tags["mlflow.parentRunId"] = parent.info.run_id
-    client = _client(uri)
-    with _mlflow_call(uri, "reach the tracking server"):
-        _check_reachable(client, uri)
-    with _mlflow_call(uri, f"create the experiment {experiment!r}"):
-        experiment_id = _experiment_id(client, uri, experiment)
-    with _mlflow_call(uri, "create a run"):
+    client = mlflow_client(uri)
+    with mlflow_call(uri, "reach the tracking server"):
+        check_reachable(client, uri)
+    with mlflow_call(uri, f"create the experiment {experiment!r}"):
+        experiment_id = get_experiment_id(client, uri, experiment)
+    with mlflow_call(uri, "create a run"):
         run = client.create_run(experiment_id, tags=tags, run_name=f"{result.model}-{result.algorithm}")
     run_id = run.info.run_id
     version: str | None = None
     try:
         with (
-            _mlflow_call(uri, f"log run {run_id}"),
+            mlflow_call(uri, f"log run {run_id}"),
             mlflow.start_run(run_id=run_id, nested=parent is not None),
         ):
             mlflow.log_params(params)
@@ -431,7 +431,7 @@ def log_and_register(
                 mlflow.log_metrics(metrics)
             _log_files(result)
             model_info = _log_model(result, flavour, flavour_kwargs, signature, pip_requirements)
-        with _mlflow_call(uri, f"register a version of {name!r}"):
+        with mlflow_call(uri, f"register a version of {name!r}"):
             version = _register(client, name, model_info, run_id, result)
             client.set_tag(run_id, "pitwall.registered_model", name)
             client.set_tag(run_id, "pitwall.model_version", version)
@@ -579,9 +579,9 @@ def promote(
     if min_improvement < 0 or math.isnan(min_improvement):
         raise ConfigError(f"minimum improvement {min_improvement} must be zero or more")
     uri = resolve_tracking_uri(tracking_uri)
-    client = _client(uri)
+    client = mlflow_client(uri)
     name, version = record.model_name, str(record.model_version)
-    with _mlflow_call(uri, f"promote {name} version {version}"):
+    with mlflow_call(uri, f"promote {name} version {version}"):
         new_value = _float(result.metrics.get(metric))
         if new_value is None:
             new_value = _run_metric(client, record.run_id, metric)
@@ -681,11 +681,11 @@ def champion_info(
 ) -> dict[str, Any] | None:
     """The version under ``alias`` (registered name or model kind), or None when there is none."""
     uri = resolve_tracking_uri(tracking_uri)
-    client = _client(uri)
+    client = mlflow_client(uri)
     names = [model_name_or_registered]
     if not model_name_or_registered.startswith(NAME_PREFIX):
         names.append(registered_name(model_name_or_registered))
-    with _mlflow_call(uri, f"read the {alias} of {model_name_or_registered}"):
+    with mlflow_call(uri, f"read the {alias} of {model_name_or_registered}"):
         for name in names:
             current = _alias_version(client, name, alias)
             if current is None:

@@ -50,10 +50,11 @@ def progress_status(update: ProgressUpdate) -> dict[str, Any]:
 
 
 class StatusReporter:
-    """Patches one TrainingRun's status; rate-limited so a fast loop cannot flood the API."""
+    """Patches one resource's status (a TrainingRun by default); progress is rate-limited."""
 
-    def __init__(self, name: str, namespace: str, min_interval: float = 2.0, api: Any = None):
-        self.name, self.namespace, self.min_interval = name, namespace, min_interval
+    def __init__(self, name: str, namespace: str, min_interval: float = 2.0, api: Any = None,
+                 plural: str = PLURAL):
+        self.name, self.namespace, self.min_interval, self.plural = name, namespace, min_interval, plural
         self._api = api
         self._last_sent = 0.0
 
@@ -80,11 +81,11 @@ class StatusReporter:
         """Merge-patch the status subresource; False (logged) when the API refused or was down."""
         try:
             self._client().patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status}
+                GROUP, VERSION, self.namespace, self.plural, self.name, {"status": status}
             )
             return True
         except Exception as error:  # noqa: BLE001 - reporting must never stop training
-            log.warning("could not report to TrainingRun %s/%s: %s", self.namespace, self.name, error)
+            log.warning("could not report to %s %s/%s: %s", self.plural, self.namespace, self.name, error)
             return False
 
     def progress(self, update: ProgressUpdate) -> None:

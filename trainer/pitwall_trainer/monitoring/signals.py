@@ -59,7 +59,7 @@ def load_champion(model: str, info: dict[str, Any] | None, tracking_uri: str | N
     """The champion's model from MLflow (XGBoost or sklearn flavour), or a load error to report."""
     if info is None:
         return None
-    from pitwall_trainer.registry import _mlflow_call, resolve_tracking_uri
+    from pitwall_trainer.registry import mlflow_call, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     seasons_tag = (info.get("tags") or {}).get("seasons") or ""
@@ -72,7 +72,7 @@ def load_champion(model: str, info: dict[str, Any] | None, tracking_uri: str | N
     try:
         import mlflow.models
 
-        with _mlflow_call(uri, f"load {info['model_uri']}"):
+        with mlflow_call(uri, f"load {info['model_uri']}"):
             flavors = mlflow.models.get_model_info(info["model_uri"]).flavors
             if "xgboost" in flavors:
                 import mlflow.xgboost
@@ -223,10 +223,12 @@ class PolicyStatusReporter:
     """Patches one RetrainPolicy's status.signals (RBAC: patch retrainpolicies/status), best effort."""
 
     def __init__(self, name: str, namespace: str) -> None:
+        from pitwall_operator.builders.retrain import POLICY_PLURAL
+
         from pitwall_trainer.reporting import StatusReporter
 
         self.name, self.namespace = name, namespace
-        self._clients = StatusReporter(name, namespace)  # reuses its kube client loading
+        self._status = StatusReporter(name, namespace, plural=POLICY_PLURAL)
 
     @classmethod
     def from_env(cls, name: str | None = None, namespace: str | None = None) -> PolicyStatusReporter | None:
@@ -238,15 +240,5 @@ class PolicyStatusReporter:
         return cls(name, namespace or os.environ.get(POLICY_NAMESPACE_ENV) or "default")
 
     def patch_signals(self, signals: dict[str, Any]) -> bool:
-        from pitwall_operator.builders.retrain import POLICY_PLURAL
-
-        from pitwall_trainer.reporting import GROUP, VERSION
-
-        try:
-            self._clients._client().patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, POLICY_PLURAL, self.name, {"status": {"signals": status_signals(signals)}}
-            )
-            return True
-        except Exception as error:  # noqa: BLE001 - the operator also reads the termination message
-            log.warning("could not report to RetrainPolicy %s/%s: %s", self.namespace, self.name, error)
-            return False
+        """False (logged) when the API refused: the operator also reads the termination message."""
+        return self._status.patch({"signals": status_signals(signals)})

@@ -36,12 +36,12 @@ class TrialLogger:
         from pitwall_trainer import registry
 
         self.uri = registry.resolve_tracking_uri(settings.tracking_uri)
-        self.client = registry._client(self.uri)
-        with registry._mlflow_call(self.uri, "reach the tracking server"):
-            registry._check_reachable(self.client, self.uri)
+        self.client = registry.mlflow_client(self.uri)
+        with registry.mlflow_call(self.uri, "reach the tracking server"):
+            registry.check_reachable(self.client, self.uri)
         experiment = settings.experiment or f"{registry.NAME_PREFIX}{model}"
-        with registry._mlflow_call(self.uri, f"create the experiment {experiment!r}"):
-            self.experiment_id = registry._experiment_id(self.client, self.uri, experiment)
+        with registry.mlflow_call(self.uri, f"create the experiment {experiment!r}"):
+            self.experiment_id = registry.get_experiment_id(self.client, self.uri, experiment)
             run = self.client.create_run(self.experiment_id, run_name=run_name,
                                          tags={**tags, "pitwall.kind": "tuning"})
         self.parent_id = run.info.run_id
