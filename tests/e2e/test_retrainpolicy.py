@@ -225,8 +225,9 @@ def test_history_limits_prune_old_runs(cluster, rp_operator) -> None:
     rp = name("rp-prune")
     apply(cluster, policy(rp, template(name("e2e-rp-prune"), claim), schedule="* * * * *",
                           concurrencyPolicy="Allow", failedRunsHistoryLimit=1))
-    doc = wait_policy(cluster, rp, lambda s: "Pruned" in reasons_of_events(cluster, rp), "a pruned run",
-                      timeout=240)
+    # the Pruned Event can be posted before the status write that records the second failure
+    doc = wait_policy(cluster, rp, lambda s: "Pruned" in reasons_of_events(cluster, rp)
+                      and len(s.get("promotionHistory") or []) >= 2, "a pruned run", timeout=240)
     suspend(cluster, rp)
     runs = policy_runs(cluster, rp)
     history = [h["runName"] for h in doc["status"]["promotionHistory"]]
