@@ -129,7 +129,9 @@ def _scalar(value: Any) -> Any:
 
 
 # Categorical values may be strings, numbers or booleans: a structural schema cannot say
-# "string or number", so the CRD keeps any value and pydantic checks it is a scalar.
+# "string or number", so the CRD keeps any value and pydantic checks it is a scalar. A field of
+# untyped items is invisible to CEL (the API server refuses a rule naming `self.values`), so the
+# "categorical takes values" half of the rule below is the operator's (ValidationFailed).
 Scalar = Annotated[Any, PlainValidator(_scalar), WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]
 
 
@@ -139,9 +141,8 @@ class SearchParam(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
             cel(
-                "self.type == 'categorical' ? (has(self.values) && !has(self.low) && !has(self.high))"
-                " : (has(self.low) && has(self.high) && !has(self.values))",
-                "categorical takes values; int, float and logfloat take low and high",
+                "self.type == 'categorical' ? (!has(self.low) && !has(self.high)) : (has(self.low) && has(self.high))",
+                "int, float and logfloat take low and high; categorical takes values instead",
             ),
             cel("!has(self.low) || !has(self.high) || self.low < self.high", "low must be below high"),
             cel("self.type != 'logfloat' || !has(self.low) || self.low > 0.0", "logfloat needs low above 0"),
