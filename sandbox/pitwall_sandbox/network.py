@@ -96,9 +96,17 @@ class PodNetwork:
         _ip("netns", "exec", netns, "ip", "link", "set", "lo", "up")
         _ip("netns", "exec", netns, "ip", "route", "add", "default", "via", self.node_ip)
         (NETNS_ETC / netns).mkdir(parents=True, exist_ok=True)
+        # No DNS server is reachable from a pod: answer "refused" at once instead of timing out, and
+        # search the pod's namespace as cluster DNS would (Service names come from /etc/hosts).
+        (NETNS_ETC / netns / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
         self.namespaces[uid] = (netns, ip)
         self.write_hosts(uid, {})
         return ip
+
+    def pod_env(self) -> dict[str, str]:
+        """Environment every container gets: gRPC's default resolver (c-ares) asks DNS servers only and
+        never reads /etc/hosts, so Ray's `--address=<service>:6379` needs the system resolver."""
+        return {"GRPC_DNS_RESOLVER": "native"} if self.isolated else {}
 
     def wrap(self, uid: str, argv: list[str]) -> list[str]:
         """The command line that runs `argv` inside the pod's namespace."""

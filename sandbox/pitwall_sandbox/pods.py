@@ -362,7 +362,7 @@ class PodRunner:
         home.mkdir(exist_ok=True)
         env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
                "HOME": str(home), "LANG": os.environ.get("LANG", "C.UTF-8"), "HOSTNAME": self.name,
-               "TMPDIR": str(self.tmp), **self.kubelet.extra_env}
+               "TMPDIR": str(self.tmp), **self.kubelet.network.pod_env(), **self.kubelet.extra_env}
         if SERVICE_ACCOUNT_DIR in mounts:
             env["KUBECONFIG"] = str(self._pod_kubeconfig(mounts[SERVICE_ACCOUNT_DIR]))
         api, namespace = self.kubelet.api, self.namespace
@@ -459,7 +459,7 @@ class PodRunner:
         try:
             if "exec" in probe:
                 env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                       "HOME": str(self.dir / "home"), "TMPDIR": str(self.tmp)}
+                       "HOME": str(self.dir / "home"), "TMPDIR": str(self.tmp), **self.kubelet.network.pod_env()}
                 proc = await asyncio.create_subprocess_exec(
                     *self.kubelet.network.wrap(self.uid, probe["exec"]["command"]), env=env,
                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)

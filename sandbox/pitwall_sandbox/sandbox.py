@@ -106,6 +106,17 @@ class Sandbox:
                 raise RuntimeError(f"sandbox: timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(0.3)
 
+    def install_chart(self, chart: Path, *, mlflow_uri: str | None = None, trainer_namespaces: list[str] | None = None,
+                      extra_env: dict[str, str] | None = None, wait: bool = True) -> dict[str, Any]:
+        """Install the chart as `helm install` would; the operator runs as its Deployment's pod,
+        under the chart's ServiceAccount and RBAC. Returns the Ready operator pod (or the release)."""
+        from . import chart as charts
+
+        values = charts.sandbox_values(data_claim=DATA_CLAIM if self.data_dir else None, mlflow_uri=mlflow_uri,
+                                       trainer_namespaces=trainer_namespaces or ["default"], extra_env=extra_env)
+        release = charts.install(self.kubeconfig, Path(chart), values)
+        return charts.wait_operator_ready(self.kubeconfig) if wait else release
+
     def operator_env(self) -> dict[str, str]:
         """The environment an operator on the host runs with against this sandbox."""
         env = {"KUBECONFIG": str(self.kubeconfig)}
