@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup demo train test lint crds
+.PHONY: setup controlplane demo train test lint crds
 
 setup: $(STAMP)
 
@@ -13,9 +13,14 @@ $(STAMP): pyproject.toml
 	python3 -m uv pip install --quiet --python $(PY) -e ".[dev]"
 	touch $(STAMP)
 
+# The sandbox's control plane (Kubernetes, etcd, KubeRay) built from sandbox/controlplane/go.mod
+# into ~/.cache/pitwall/controlplane (reused while the pins are unchanged). Needs Go.
+controlplane: setup
+	$(PY) -m pitwall_sandbox.build
+
 # The main job: the sandbox cluster with the operator; the example TrainingRun applied with kubectl
 # trains, registers and is promoted in a local MLflow store (state in .sandbox/).
-demo: setup
+demo: controlplane
 	$(VENV)/bin/pitwall-sandbox demo
 
 # The laptop command of the original design: the same training without a cluster.
@@ -23,12 +28,12 @@ train: setup
 	$(VENV)/bin/pitwall-train train --model race_winner --seasons 2022,2023,2024 --algorithm xgboost --output models/race_winner_v1.pkl
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
-test: setup
-	$(PY) -m ruff check operator trainer tests bench
+test: controlplane
+	$(PY) -m ruff check operator trainer sandbox tests bench
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
 
 lint: setup
-	$(PY) -m ruff check operator trainer tests bench
+	$(PY) -m ruff check operator trainer sandbox tests bench
 
 # kind cluster, images and deploy targets (docs/deploy.md)
 include mk/kind.mk

@@ -27,11 +27,12 @@ class Sandbox:
     - `data_dir`: bound to the PersistentVolumeClaim `pitwall-data` in namespace `default` through
       a real PersistentVolume; `claims`: more claim name -> host folder bindings.
     - `pod_env`: extra environment for every container started from now on.
+    - `crds`: CRD files (or folders) to apply at start; the chart brings its own otherwise.
     """
 
     def __init__(self, *, data_dir: str | Path | None = None, state_dir: str | Path | None = None,
                  port: int = 0, pod_env: dict[str, str] | None = None, claims: dict[str, str | Path] | None = None,
-                 kuberay: bool = True, isolated: bool | None = None) -> None:
+                 kuberay: bool = True, isolated: bool | None = None, crds: list[Path] | None = None) -> None:
         self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="pitwall-sandbox-")
         self.state_dir = Path(state_dir or self._tmp.name).resolve()  # type: ignore[union-attr]
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +43,7 @@ class Sandbox:
         self.control_plane = ControlPlane(self.state_dir, address=self.node_ip, port=port, kuberay=kuberay)
         self.kubeconfig = self.control_plane.kubeconfig
         self.pod_env = dict(pod_env or {})
+        self.crds = [Path(p) for p in crds or []]
         self.kubelet: Kubelet | None = None
 
     @property
@@ -92,6 +94,9 @@ class Sandbox:
                     "metadata": {"name": STORAGE_CLASS,
                                  "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
                     "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
+        if self.crds:
+            self.kubectl("apply", "--server-side", *[arg for path in self.crds for arg in ("-f", str(path))])
+            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         bindings = {**self.claims, **({DATA_CLAIM: self.data_dir} if self.data_dir else {})}
         for name, folder in bindings.items():
             self.apply(*host_claim(name, folder))

@@ -1,5 +1,5 @@
-"""e2e fixtures: the real operator (`kopf run`) as a subprocess against the `cluster` fixture,
-a real MLflow server, a local Slack webhook, and kubectl helpers.
+"""e2e fixtures: the chart installed into the `cluster` fixture (the operator is its Deployment's
+pod), a real MLflow server, a local Slack webhook, and kubectl helpers.
 
 Needs the plugins `tests.plugins.cluster` and `tests.plugins.mlflow_server` (tests/conftest.py).
 On a real cluster (--kubeconfig) pods cannot reach 127.0.0.1: give PITWALL_E2E_MLFLOW_URI (an
@@ -11,11 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,73 +21,88 @@ import pytest
 import yaml
 
 from tests.plugins.cluster import Cluster, wait_for
+from tests.plugins.mlflow_server import running_mlflow_server
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "trainingrun.yaml"
 NAMESPACE = "default"
+OPERATOR_NAMESPACE = "pitwall-system"
+OPERATOR_DEPLOYMENT = "pitwall-operator"
+OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
+DATA_CLAIM = "pitwall-data"  # the sandbox binds it to the data folder
 RUN_TIMEOUT = float(os.environ.get("PITWALL_E2E_RUN_TIMEOUT", "600"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class OperatorDeployment:
+    """The operator as the chart installs it: the Deployment's pod, under the chart's RBAC.
 
+    `start()` installs the chart (once) or scales the Deployment back to one replica and waits for
+    a Ready pod; `stop(SIGKILL)` is a crash (the pod force-deleted), `stop()` a graceful shutdown.
+    `logs()` holds every operator pod's log of the session, `metrics()` reads /metrics through the
+    API server's pod proxy, so both work on any cluster.
+    """
 
-class OperatorProcess:
-    """`python -m kopf run -m pitwall_operator --standalone ...` as its own process group."""
-
-    def __init__(self, kubeconfig: Path, env: dict[str, str], log_dir: Path) -> None:
-        self.kubeconfig, self.env, self.log_dir = kubeconfig, env, log_dir
-        self.process: subprocess.Popen[bytes] | None = None
+    def __init__(self, cluster: Cluster, env: dict[str, str]) -> None:
+        self.cluster, self.env = cluster, env
+        self.installed = False
         self.starts = 0
-        self.liveness_port = free_port()
-        self.metrics_port = free_port()
+        self.pod: dict[str, Any] | None = None
+        self.previous_logs: list[str] = []
 
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"operator-{self.starts}.log"
+    def values(self) -> dict[str, Any]:
+        from pitwall_sandbox.chart import sandbox_values
 
-    def start(self, **extra_env: str) -> None:
+        values = sandbox_values(data_claim=self.env.get("PITWALL_DEFAULT_DATA_CLAIM"),
+                                mlflow_uri=self.env.get("PITWALL_DEFAULT_MLFLOW_URI"), trainer_namespaces=[NAMESPACE],
+                                extra_env={"PITWALL_TIMER_INTERVAL": "1"})
+        for key, variable in (("image", "PITWALL_E2E_OPERATOR_IMAGE"), ("trainer", "PITWALL_E2E_TRAINER_IMAGE")):
+            if os.environ.get(variable):  # repository:tag, e.g. loaded into kind
+                repository, _, tag = os.environ[variable].rpartition(":")
+                image = {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+                values.setdefault(key, {}).update({"image": image} if key == "trainer" else image)
+        return values
+
+    def start(self) -> None:
+        from pitwall_sandbox import chart
+
         self.starts += 1
-        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig),
-               "PITWALL_METRICS_PORT": str(self.metrics_port), "PITWALL_TIMER_INTERVAL": "1", **extra_env}
-        command = [sys.executable, "-m", "kopf", "run", "-m", "pitwall_operator", "--standalone",
-                   "--namespace", NAMESPACE, "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz"]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=REPO, start_new_session=True)
-        wait_for(self.healthy, timeout=60, interval=0.2, what=f"operator liveness (log: {self.log_path})")
-
-    def healthy(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            raise AssertionError(f"operator exited: {self.logs()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        if not self.installed and self.cluster.kubectl("get", "deployment", OPERATOR_DEPLOYMENT, "-n",
+                                                       OPERATOR_NAMESPACE, check=False).returncode == 0:
+            self.installed = True  # deployed already (e.g. `make -f mk/kind.mk deploy`): use that release
+        if not self.installed:
+            chart.install(self.cluster.kubeconfig, REPO / "charts" / "pitwall", self.values(), namespace=OPERATOR_NAMESPACE)
+            self.installed = True
+        else:
+            self.cluster.kubectl("scale", "deployment", OPERATOR_DEPLOYMENT, "-n", OPERATOR_NAMESPACE, "--replicas=1")
+        self.pod = chart.wait_operator_ready(self.cluster.kubeconfig, namespace=OPERATOR_NAMESPACE, timeout=180)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        """SIGTERM (graceful) or SIGKILL (a crash) the operator's whole process group."""
-        if self.process is None:
+        """Scale to zero: SIGKILL force-deletes the pod (a crash), SIGTERM lets it shut down."""
+        if self.pod is None:
             return
-        try:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self.process = None
+        self.previous_logs.append(self._pod_logs())
+        self.cluster.kubectl("scale", "deployment", OPERATOR_DEPLOYMENT, "-n", OPERATOR_NAMESPACE, "--replicas=0")
+        if sig == signal.SIGKILL:
+            self.cluster.kubectl("delete", "pod", self.pod["metadata"]["name"], "-n", OPERATOR_NAMESPACE,
+                                 "--grace-period=0", "--force", check=False)
+        wait_for(lambda: not self.cluster.kubectl_json("get", "pods", "-n", OPERATOR_NAMESPACE, "-l",
+                                                       OPERATOR_SELECTOR)["items"],
+                 timeout=60, what="the operator pod gone")
+        self.pod = None
+
+    def _pod_logs(self) -> str:
+        if self.pod is None:
+            return ""
+        result = self.cluster.kubectl("logs", self.pod["metadata"]["name"], "-n", OPERATOR_NAMESPACE, check=False)
+        return result.stdout
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+        return "\n".join([*self.previous_logs, self._pod_logs()])
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            return r.read().decode()
+        assert self.pod is not None, "the operator is not running"
+        name = self.pod["metadata"]["name"]
+        return self.cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{name}:9090/proxy/metrics").stdout
 
 
 class Webhook:
@@ -130,8 +141,8 @@ def e2e_env(cluster: Cluster, request: pytest.FixtureRequest) -> dict[str, str]:
     if cluster.is_sandbox:
         if not (cluster.sandbox.data_dir and (Path(cluster.sandbox.data_dir) / "races.csv").is_file()):
             pytest.skip("no real F1 data for the sandbox's pitwall-data claim: set PITWALL_DATA_DIR")
-        uri = request.getfixturevalue("mlflow_server")
-        return {"PITWALL_DEFAULT_MLFLOW_URI": uri, **cluster.sandbox.operator_env()}
+        uri = request.getfixturevalue("node_mlflow_server")
+        return {"PITWALL_DEFAULT_MLFLOW_URI": uri, "PITWALL_DEFAULT_DATA_CLAIM": DATA_CLAIM}
     uri, claim = os.environ.get("PITWALL_E2E_MLFLOW_URI"), os.environ.get("PITWALL_E2E_DATA_CLAIM")
     if not (uri and claim):
         pytest.skip("real cluster: set PITWALL_E2E_MLFLOW_URI and PITWALL_E2E_DATA_CLAIM (reachable from pods)")
@@ -142,14 +153,18 @@ def e2e_env(cluster: Cluster, request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, e2e_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    """The real operator, running for the whole session (tests may kill and restart it)."""
-    proc = OperatorProcess(cluster.kubeconfig, e2e_env, tmp_path_factory.mktemp("operator"))
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def node_mlflow_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow server on the sandbox node's address, which pods reach."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-node"), host=cluster.node_ip or "127.0.0.1") as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, e2e_env: dict[str, str]) -> Iterator[OperatorDeployment]:
+    """The chart's operator Deployment, running for the whole session (tests may kill and restart it)."""
+    deployment = OperatorDeployment(cluster, e2e_env)
+    deployment.start()
+    yield deployment
 
 
 @pytest.fixture(scope="session")
@@ -157,10 +172,10 @@ def slack(cluster: Cluster) -> Iterator[Webhook]:
     """Local webhook plus the Secret `pitwall-slack` (key webhook-url) the example names."""
     if not cluster.is_sandbox:
         pytest.skip("the local webhook is not reachable from a real cluster's operator pods")
-    hook = Webhook()
+    hook = Webhook(cluster.node_ip or "127.0.0.1")
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pitwall-slack", "namespace": NAMESPACE},
               "type": "Opaque", "stringData": {"webhook-url": hook.url}}
-    cluster.kubectl("apply", "--validate=false", "-f", "-", input=json.dumps(secret))
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
     try:
         yield hook
     finally:
@@ -188,8 +203,7 @@ def example_run(name: str, **spec_overrides: Any) -> dict[str, Any]:
 
 
 def apply(cluster: Cluster, doc: dict[str, Any]) -> None:
-    args = ["apply", "-f", "-"] + (["--validate=false"] if cluster.is_sandbox else [])
-    cluster.kubectl(*args, input=yaml.safe_dump(doc))
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
 
 
 def get_run(cluster: Cluster, name: str) -> dict[str, Any] | None:

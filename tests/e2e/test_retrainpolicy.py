@@ -92,12 +92,12 @@ def wait_policy(cluster, policy_name: str, check, what: str, timeout: float = RU
 
 
 def claim_dir(cluster, claim: str) -> Path:
-    """The host folder the sandbox binds to a claim it provisions (like a hostPath PV)."""
-    sandbox = cluster.require_sandbox("writing into a claim's folder")
+    """The host folder of a claim the sandbox's provisioner binds (a hostPath PersistentVolume)."""
+    cluster.require_sandbox("writing into a claim's folder")
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": NAMESPACE},
            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}
     apply(cluster, pvc)
-    return sandbox.state_dir / "volumes" / NAMESPACE / claim
+    return cluster.claim_folder(NAMESPACE, claim)
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_history_limits_prune_old_runs(cluster, rp_operator) -> None:
 def test_invalid_policy_gets_validation_failed(cluster, rp_operator) -> None:
     rp = name("rp-bad")
     doc = policy(rp, template(name("e2e-rp-bad")), schedule="61 25 * * 8", timeZone="Mars/Olympus")
-    args = ["apply", "-f", "-", "--validate=false"]
+    args = ["apply", "-f", "-"]
     result = cluster.kubectl(*args, input=yaml.safe_dump(doc), check=False)
     if result.returncode != 0:  # a real API server may refuse it already (CEL)
         assert "timeZone" in result.stderr
@@ -264,18 +264,6 @@ def test_the_operator_logged_no_policy_failure(rp_operator) -> None:
 
 
 @pytest.fixture(scope="module")
-def rp_operator(cluster, e2e_env, request, tmp_path_factory):
-    """The session's operator; while tests/e2e/conftest.py passes KUBECONFIG twice (sandbox.operator_env()
-    now includes it, and OperatorProcess adds it again), one of this module's own with the duplicate dropped."""
-    if "KUBECONFIG" not in e2e_env:
-        yield request.getfixturevalue("operator")
-        return
-    from tests.e2e.conftest import OperatorProcess
-
-    proc = OperatorProcess(cluster.kubeconfig, {k: v for k, v in e2e_env.items() if k != "KUBECONFIG"},
-                           tmp_path_factory.mktemp("operator-rp"))
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def rp_operator(operator):
+    """The session's operator (the chart's Deployment)."""
+    return operator

@@ -20,7 +20,7 @@ RUN = {
 def test_progress_and_result_reach_the_status_and_nothing_else(cluster: Cluster, cluster_namespace: str) -> None:
     from kubernetes import client
 
-    cluster.kubectl("apply", "--validate=false", "-n", cluster_namespace, "-f", "-", input=json.dumps(RUN))
+    cluster.kubectl("apply", "-n", cluster_namespace, "-f", "-", input=json.dumps(RUN))
     api = client.CustomObjectsApi(cluster.api_client())
     reporter = StatusReporter("reporting-probe", cluster_namespace, min_interval=60, api=api)
 

@@ -34,7 +34,12 @@ class Cluster:
     """What tests get: a kubeconfig, and the sandbox handle when the cluster is the sandbox."""
 
     kubeconfig: Path
-    sandbox: Any = None  # pitwall_operator.sandbox.Sandbox, or None on a real cluster
+    sandbox: Any = None  # pitwall_sandbox.Sandbox, or None on a real cluster
+
+    @property
+    def node_ip(self) -> str | None:
+        """Where a test serves what pods must reach (the sandbox node's address), None elsewhere."""
+        return self.sandbox.node_ip if self.sandbox is not None else None
 
     @property
     def is_sandbox(self) -> bool:
@@ -72,10 +77,16 @@ class Cluster:
         monkeypatch.setenv("KUBECONFIG", str(self.kubeconfig))
         monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(self.kubeconfig))
 
-    def assert_no_violations(self) -> None:
-        """Fail when the sandbox recorded built-in objects that kubernetes-validate (strict) rejects."""
-        if self.sandbox is not None:
-            assert self.sandbox.violations == [], self.sandbox.violations
+    def claim_folder(self, namespace: str, claim: str, timeout: float = 60) -> Path:
+        """The host folder behind a claim once it is bound (the sandbox's hostPath volumes)."""
+        self.require_sandbox("reading a claim's host folder")
+
+        def bound() -> str | None:
+            pvc = self.kubectl_json("get", "pvc", claim, "-n", namespace)
+            return pvc["spec"].get("volumeName") if (pvc.get("status") or {}).get("phase") == "Bound" else None
+
+        volume = wait_for(bound, timeout=timeout, interval=0.3, what=f"claim {namespace}/{claim} bound")
+        return Path(self.kubectl_json("get", "pv", volume)["spec"]["hostPath"]["path"])
 
     def api_client(self) -> Any:
         """A fresh kubernetes.client.ApiClient for this cluster."""
@@ -103,12 +114,13 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if given:
         yield Cluster(kubeconfig=Path(given).expanduser().resolve())
         return
-    from pitwall_operator.sandbox import Sandbox
+    from pitwall_sandbox.sandbox import Sandbox
 
     state = tmp_path_factory.mktemp("sandbox")
     data_dir = os.environ.get("PITWALL_DATA_DIR") or state / "data"
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    with Sandbox(data_dir=data_dir, state_dir=state) as sandbox:
+    repo = Path(__file__).resolve().parents[2]
+    with Sandbox(data_dir=data_dir, state_dir=state, crds=[repo / "crds"]) as sandbox:
         yield Cluster(kubeconfig=sandbox.kubeconfig, sandbox=sandbox)
 
 
@@ -118,10 +130,11 @@ def cluster_namespace(cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl(
         "apply",
-        "--validate=false",
         "-f",
         "-",
         input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
     )
+    wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             timeout=60, what=f"the default ServiceAccount of {name} (pods are refused before it exists)")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -12,6 +12,7 @@ Load it with ``pytest_plugins = ["tests.plugins.mlflow_server"]`` (or ``-p tests
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -73,12 +74,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URI of a real MLflow tracking server with proxied artifacts."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
+@contextlib.contextmanager
+def running_mlflow_server(root: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """`mlflow server` on `host` (a folder of its own under `root`); yields its URI, stops it after."""
+    root.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    uri = f"http://{host}:{port}"
     env = dict(
         os.environ,
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
@@ -87,7 +90,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--host", "127.0.0.1",
+        "--host", host,
         "--port", str(port),
         "--workers", "1",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
@@ -113,6 +116,13 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield uri
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a real MLflow tracking server with proxied artifacts, on loopback."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri
 
 
 def _fit_estimator(kind: str, X: Any, y: Any) -> Any:

@@ -240,9 +240,9 @@ def test_ray_only_for_ray_engine_with_workers():
 
 def test_ray_readiness_and_head_address():
     assert not is_ready(None) and not is_ready({"status": {"state": "suspended"}})
-    ready = {"status": {"state": "ready", "head": {"serviceIP": "127.0.0.1"}, "endpoints": {"gcs-server": "41234"}}}
-    assert is_ready(ready) and head_address(RUN, ready) == "127.0.0.1:41234"
-    assert head_address(RUN, None) == "rw-2024-ray-head-svc.f1.svc:6379"
+    ready = {"status": {"state": "ready", "head": {"serviceIP": "10.1.0.5"}, "endpoints": {"client": "41234"}}}
+    assert is_ready(ready) and head_address(RUN, ready) == "ray://10.1.0.5:41234"  # Ray Client: the driver is no node
+    assert head_address(RUN, None) == "ray://rw-2024-ray-head-svc.f1.svc:10001"
     assert is_ready({"status": {"conditions": [{"type": "HeadPodReady", "status": "True"}]}})
 
 

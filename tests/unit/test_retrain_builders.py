@@ -11,7 +11,8 @@ import yaml
 from pitwall_operator.api import parse_retrain_policy_spec
 from pitwall_operator.builders import retrain as rt
 from pitwall_operator.config import Settings
-from pitwall_operator.sandbox.schemas import schema_errors
+
+from tests.unit.test_crds import server_errors
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = rt.PolicyRef("race-winner-weekly", "f1", "uid-rp-1")
@@ -111,7 +112,7 @@ def test_training_run_from_the_template() -> None:
                                         "blockOwnerDeletion": True}]
     assert run["spec"] == spec["template"]["spec"]
     assert run["spec"]["promotion"]["policy"] == "IfBetter"
-    assert schema_errors(run, crd_schema("trainingruns")) == []
+    assert server_errors(run) == []
     scheduled = rt.build_training_run(POLICY, spec, utc(2026, 3, 17, 6, 0), ["Schedule"], signals)
     assert "pitwall.io/trigger-evidence" not in scheduled["metadata"]["annotations"]  # time, not data
 
@@ -270,7 +271,7 @@ def test_fold_runs_records_promotions_regressions_and_failures() -> None:
                      "signals": {"newRaces": 1, "driftScore": 0.2}}
     doc = {"apiVersion": "pitwall.io/v1alpha1", "kind": "RetrainPolicy", "metadata": {"name": "rw"},
            "spec": example_spec(), "status": policy_status}
-    assert schema_errors(doc, crd_schema("retrainpolicies")) == []
+    assert server_errors(doc) == []
 
 
 def test_history_is_bounded() -> None:

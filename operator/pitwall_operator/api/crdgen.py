@@ -241,7 +241,7 @@ def write_crds(out_dir: str | Path) -> list[Path]:
 
 
 def openapi_schema(kind: str) -> dict[str, Any]:
-    """A CRD's openAPIV3Schema, for tests and the sandbox's custom-resource checks."""
+    """A CRD's openAPIV3Schema, for tests."""
     plural = {trainingrun.KIND: trainingrun.PLURAL, retrainpolicy.KIND: retrainpolicy.PLURAL}[kind]
     crd = build_crds()[f"{plural}.{GROUP}.yaml"]
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

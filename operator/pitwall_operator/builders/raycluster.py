@@ -28,14 +28,20 @@ def ray_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def head_address(run: RunRef, ray_cluster: dict[str, Any] | None = None) -> str:
-    """GCS address for the driver: the head service's IP from status when known, else its DNS name."""
+    """The Ray Client address for the driver: `ray://<head>:<client port>`.
+
+    The driver pod is not a Ray node (it runs no raylet), so it cannot join by the GCS address:
+    on a real cluster `ray.init("<head>:6379")` from such a pod waits for a local raylet forever.
+    Ray Client is KubeRay's way for a driver outside the cluster's nodes. The head is the Service's
+    IP from status when known (KubeRay's head Service is headless: that is the pod's), else its name.
+    """
     head = ((ray_cluster or {}).get("status") or {}).get("head") or {}
     endpoints = ((ray_cluster or {}).get("status") or {}).get("endpoints") or {}
-    port = endpoints.get("gcs-server") or endpoints.get("gcs") or GCS_PORT
+    port = endpoints.get("client") or CLIENT_PORT
     host = head.get("serviceIP") or head.get("podIP")
-    if not host:
+    if not host or host == "None":
         host = f"{ray_cluster_name(run.name)}-head-svc.{run.namespace}.svc"
-    return f"{host}:{port}"
+    return f"ray://{host}:{port}"
 
 
 def is_ready(ray_cluster: dict[str, Any] | None) -> bool:
