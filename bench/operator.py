@@ -1,10 +1,13 @@
-"""Operator benchmark: 200 TrainingRuns against the sandbox, ours versus the framework's floor.
+"""Operator benchmark: 200 TrainingRuns on the real control plane, ours versus the framework's floor.
 
     .venv/bin/python bench/operator.py [--runs 200] [--json out.json]
 
-For each of two operators, on a fresh sandbox: create N TrainingRuns as fast as one client can,
+For each of two operators, on a fresh sandbox (kube-apiserver, etcd, the controller manager, the
+scheduler, the process kubelet; KubeRay off): create N TrainingRuns as fast as one client can,
 and measure, from a watch on Jobs, the latency from each run's create call to its Job's ADDED
-event (p50, p95), the time until all Jobs exist, and the operator process's peak RSS.
+event (p50, p95), the time until all Jobs exist, and the operator process's peak RSS. Both
+operators run as local processes with the admin kubeconfig (not as the chart's pod), so the
+figures are the operator's own work, not the kubelet's.
 
 - pitwall: `kopf run -m pitwall_operator`, with PITWALL_TRAINER_COMMAND_OVERRIDE=true (benchmark
   only: the Job runs `true` instead of the trainer, so no training cost is measured).
@@ -12,8 +15,9 @@ event (p50, p95), the time until all Jobs exist, and the operator process's peak
   same kopf framework settings as pitwall (`config.apply_framework_settings`: workers, threads,
   Event posting level, kopf's state in status), so the ratio measures the product's work.
 
-Also printed: the API requests per run (until every Job existed, and after the no-op Jobs
-finished and were observed) and the load average before each measurement (the machine is shared).
+Also printed: the API requests per run, read from the API server's own `apiserver_request_total`
+(until every Job existed, and after the no-op Jobs finished and were observed), and the load
+average before each measurement (the machine is shared).
 
 Goal (issue 6): pitwall within 1.5x of the floor.
 """
@@ -24,6 +28,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -102,39 +107,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-REQUESTS: collections.Counter[str] = collections.Counter()
+REQUEST_LINE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$', re.M)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
-def count_requests() -> None:
-    """Count the sandbox API's requests by verb and resource (watches included, once each)."""
-    from pitwall_operator.sandbox.api import SandboxAPI
-
-    original = SandboxAPI.__call__
-    if getattr(original, "counted", False):
-        return
-
-    async def counted(self: Any, raw_request: Any) -> Any:
-        REQUESTS[request_key(raw_request.method, raw_request.path, raw_request.query_string)] += 1
-        return await original(self, raw_request)
-
-    counted.counted = True  # type: ignore[attr-defined]
-    SandboxAPI.__call__ = counted  # type: ignore[method-assign]
+def request_counts(api: client.ApiClient) -> collections.Counter[str]:
+    """`PATCH trainingruns/status`, `WATCH jobs`...: the API server's request counters, summed over codes."""
+    text = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False)[0].data.decode()
+    counts: collections.Counter[str] = collections.Counter()
+    for match in REQUEST_LINE.finditer(text):
+        labels = dict(LABEL.findall(match["labels"]))
+        if labels.get("group") not in ("pitwall.io", "batch", "") or not labels.get("resource"):
+            continue
+        resource = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        counts[f"{labels['verb']} {resource}"] += int(float(match["value"]))
+    return counts
 
 
-def request_key(method: str, path: str, query: str) -> str:
-    """`PATCH trainingruns/status`, `WATCH jobs`... (names left out)."""
-    parts = [p for p in path.split("/") if p]
-    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
-        rest = parts[parts.index("namespaces") + 2:]
-    else:
-        rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
-    resource = rest[0] if rest else path
-    if len(rest) > 2:
-        resource += "/" + rest[2]
-    verb = "WATCH" if "watch=" in query else method
-    if method == "GET" and len(rest) == 1 and verb != "WATCH":
-        verb = "LIST"
-    return f"{verb} {resource}"
+def difference(after: collections.Counter[str], before: collections.Counter[str]) -> dict[str, int]:
+    return {key: after[key] - before.get(key, 0) for key in after if after[key] > before.get(key, 0)}
 
 
 class MemorySampler(threading.Thread):
@@ -199,13 +190,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def measure(kind: str, runs: int, timeout: float) -> dict[str, Any]:
     """One fresh sandbox, one operator, `runs` TrainingRuns; the figures for one table column."""
-    from pitwall_operator.sandbox import Sandbox
+    from pitwall_sandbox.sandbox import Sandbox
 
-    count_requests()
-    REQUESTS.clear()
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp, Sandbox(state_dir=Path(tmp) / "sandbox") as sb:
+    with (tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp,
+          Sandbox(state_dir=Path(tmp) / "sandbox", crds=[REPO / "crds"], kuberay=False,
+                  data_dir=os.environ.get("PITWALL_DATA_DIR")) as sb):
         api = config.new_client_from_config(config_file=str(sb.kubeconfig))
+        wait_for_default_service_account(client.CoreV1Api(api))
+        before = request_counts(api)
         custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
         proc, log = start_operator(kind, sb.kubeconfig, Path(tmp))
         sampler = MemorySampler(proc.pid)
@@ -238,10 +231,10 @@ def measure(kind: str, runs: int, timeout: float) -> dict[str, Any]:
                 custom.create_namespaced_custom_object("pitwall.io", "v1alpha1", NAMESPACE, "trainingruns", body)
             create_seconds = time.perf_counter() - start
             thread.join(timeout)
-            at_all_jobs = dict(REQUESTS)
+            at_all_jobs = difference(request_counts(api), before)
             watcher.stop()
             time.sleep(SETTLE)  # the Jobs (`true`) finish; pitwall observes them and posts its Events
-            settled = dict(REQUESTS)
+            settled = difference(request_counts(api), before)
         finally:
             sampler.done.set()
             stop(proc)
@@ -256,13 +249,21 @@ def measure(kind: str, runs: int, timeout: float) -> dict[str, Any]:
             "p95": percentile(latencies, 95),
             "all_jobs_seconds": (max(seen.values()) - start) if len(seen) >= runs else float("nan"),
             "peak_rss_mib": sampler.peak / 2**20,
-            "violations": len(sb.violations),
             "load1_before": load,
             # until every Job existed: the creation path (the Jobs' completions follow after)
             "requests_per_run": {k: v / runs for k, v in sorted(at_all_jobs.items()) if v >= runs / 10},
             # ... and SETTLE seconds later: the whole run's work, observation of the finished Jobs included
             "requests_per_run_settled": {k: v / runs for k, v in sorted(settled.items()) if v >= runs / 10},
         }
+
+
+def wait_for_default_service_account(core: client.CoreV1Api, timeout: float = 60) -> None:
+    """Pods of a new namespace are refused until the serviceaccount controller made `default`."""
+    deadline = time.monotonic() + timeout
+    while not core.list_namespaced_service_account(NAMESPACE, field_selector="metadata.name=default").items:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no default ServiceAccount in {NAMESPACE} after {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:

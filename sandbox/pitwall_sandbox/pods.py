@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .apiclient import ApiError
+from .processes import die_with_parent
 from .volumes import SERVICE_ACCOUNT_DIR, VolumeError, decoded, mounts_for, substitute, write_items
 
 if TYPE_CHECKING:
@@ -303,7 +304,7 @@ class PodRunner:
                 container.proc = await asyncio.create_subprocess_exec(
                     *self.kubelet.network.wrap(self.uid, argv), cwd=workdir, env=env,
                     stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True)
+                    start_new_session=True, preexec_fn=die_with_parent)
             except OSError as error:
                 container.state = {"terminated": {"exitCode": 128, "reason": "StartError",
                                                   "message": f"failed to start {argv[0]!r}: {error}",

@@ -1,9 +1,11 @@
 """Child processes the sandbox starts: each in its own process group, logging to a file, and
-stopped with SIGTERM then SIGKILL so that nothing outlives the sandbox."""
+stopped with SIGTERM then SIGKILL so that nothing outlives the sandbox. Each also gets SIGKILL
+from the kernel when the sandbox's process dies without stopping them (killed, crashed)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -15,6 +17,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> None:
+    """preexec_fn: SIGKILL this child when the process that started it dies (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Process:
@@ -29,7 +40,7 @@ class Process:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env, start_new_session=True)
+                                         env=self.env, start_new_session=True, preexec_fn=die_with_parent)
         return self
 
     @property

@@ -250,9 +250,6 @@ def _tune_available() -> str | None:
     return None if result.returncode == 0 else "`pitwall-train tune` does not exist yet (tuning issue not landed)"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: on a real control plane the driver pod is no Ray node; joining by the GCS address waits for a "
-    "local raylet forever, and through Ray Client (ray://head:10001) Tune ran no trial (issue 12 note)"))
 def test_tuned_run_on_a_raycluster(cluster, operator):
     reason = _tune_available()
     if reason:

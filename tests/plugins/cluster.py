@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -116,6 +117,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         return
     from pitwall_sandbox.sandbox import Sandbox
 
+    # A CI timeout or `kill` sends SIGTERM: stop like Ctrl-C, so the teardown stops the sandbox
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     state = tmp_path_factory.mktemp("sandbox")
     data_dir = os.environ.get("PITWALL_DATA_DIR") or state / "data"
     Path(data_dir).mkdir(parents=True, exist_ok=True)

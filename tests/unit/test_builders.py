@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import kubernetes_validate
 import pytest
 import yaml
@@ -12,11 +10,16 @@ from pitwall_operator.builders.configmap import build_spec_configmap
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.job import build_job
 from pitwall_operator.builders.meta import RunRef
-from pitwall_operator.builders.raycluster import build_ray_cluster, head_address, is_ready, ray_settings
+from pitwall_operator.builders.raycluster import (
+    build_ray_cluster,
+    driver_env,
+    head_address,
+    is_ready,
+    ray_settings,
+)
 from pitwall_operator.config import Settings
 
 K8S_VERSION = "1.32"
-KUBERAY_CRD = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "kuberay" / "ray.io_rayclusters.yaml"
 RUN = RunRef("rw-2024", "f1", "uid-123", (("kueue.x-k8s.io/priority-class", "high"), ("team", "strategy")))
 SETTINGS = Settings(default_data_claim="pitwall-data", default_mlflow_uri="http://mlflow:5000")
 
@@ -208,11 +211,11 @@ def test_ray_cluster_shape():
 
 
 def test_ray_cluster_matches_kuberay_crd_schema():
-    if not KUBERAY_CRD.is_file():
-        pytest.skip(f"KubeRay CRD not found at {KUBERAY_CRD} (shared/ folder absent)")
     import jsonschema
+    from pitwall_sandbox.build import kuberay_crds  # KubeRay's own CRD, from the pinned Go module
 
-    crd = yaml.safe_load(KUBERAY_CRD.read_text())
+    (path,) = [p for p in kuberay_crds() if p.name == "ray.io_rayclusters.yaml"]
+    crd = yaml.safe_load(path.read_text())
     (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     schema = v1["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
@@ -240,9 +243,14 @@ def test_ray_only_for_ray_engine_with_workers():
 
 def test_ray_readiness_and_head_address():
     assert not is_ready(None) and not is_ready({"status": {"state": "suspended"}})
-    ready = {"status": {"state": "ready", "head": {"serviceIP": "10.1.0.5"}, "endpoints": {"client": "41234"}}}
-    assert is_ready(ready) and head_address(RUN, ready) == "ray://10.1.0.5:41234"  # Ray Client: the driver is no node
-    assert head_address(RUN, None) == "ray://rw-2024-ray-head-svc.f1.svc:10001"
+    ready = {"status": {"state": "ready", "head": {"serviceIP": "None", "podIP": "10.1.0.5"}}}
+    assert is_ready(ready) and head_address(RUN, ready) == "10.1.0.5:6379"  # headless Service: the pod's IP
+    assert head_address(RUN, None) == "rw-2024-ray-head-svc.f1.svc:6379"
+    assert driver_env(RUN, ready)["PITWALL_RAY_JOIN"] == "1"  # the driver joins as a node, at its pod's IP
+    job = build_job(RUN, spec(tuning=TUNED), SETTINGS, extra_env=driver_env(RUN, ready), component="tuning-driver")
+    strict(job)
+    (pod_ip,) = [e for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "PITWALL_POD_IP"]
+    assert pod_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert is_ready({"status": {"conditions": [{"type": "HeadPodReady", "status": "True"}]}})
 
 

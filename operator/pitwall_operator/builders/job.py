@@ -73,7 +73,8 @@ def _env_list(spec_env: Any) -> list[dict[str, Any]]:
     return [dict(e) for e in spec_env]
 
 
-def trainer_env(run: RunRef, spec: dict[str, Any], settings: Settings, extra: dict[str, str] | None = None) -> list:
+def trainer_env(run: RunRef, spec: dict[str, Any], settings: Settings, extra: dict[str, Any] | None = None) -> list:
+    """Our variables (`extra`: name -> value, or name -> {"valueFrom": ...}), then the user's."""
     claim, path = data_source(spec, settings)
     env = [
         {"name": "PITWALL_TRAININGRUN_NAME", "value": run.name},
@@ -90,7 +91,7 @@ def trainer_env(run: RunRef, spec: dict[str, Any], settings: Settings, extra: di
     if storage:  # Optuna workers share one study through this URL (the trainer reads the variable)
         env.append({"name": "PITWALL_OPTUNA_STORAGE",
                     "valueFrom": {"secretKeyRef": {"name": storage["name"], "key": storage["key"]}}})
-    env += [{"name": k, "value": v} for k, v in (extra or {}).items()]
+    env += [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in (extra or {}).items()]
     # the user's env replaces ours by name (no duplicate names: strict validation rejects them)
     user = _env_list(spec.get("env"))
     overridden = {u.get("name") for u in user}
@@ -152,7 +153,7 @@ def build_job(
     spec: dict[str, Any],
     settings: Settings,
     *,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, Any] | None = None,
     component: str = "trainer",
 ) -> dict[str, Any]:
     """`<run>-train`: runs `pitwall-train run --spec /etc/pitwall/spec.yaml` once, to completion."""

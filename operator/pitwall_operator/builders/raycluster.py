@@ -16,6 +16,8 @@ RAY_VERSION = "2.60.0"  # the trainer image's ray[tune] pin (pyproject)
 GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
+JOIN_ENV = "PITWALL_RAY_JOIN"  # the trainer's ray_engine.JOIN_ENV: join as a 0-CPU node first
+POD_IP_ENV = "PITWALL_POD_IP"  # the trainer's ray_engine.POD_IP_ENV
 
 
 def ray_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -28,20 +30,25 @@ def ray_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def head_address(run: RunRef, ray_cluster: dict[str, Any] | None = None) -> str:
-    """The Ray Client address for the driver: `ray://<head>:<client port>`.
+    """The head's GCS address `<head>:6379` the driver joins (as a node without CPUs, see JOIN_ENV).
 
-    The driver pod is not a Ray node (it runs no raylet), so it cannot join by the GCS address:
-    on a real cluster `ray.init("<head>:6379")` from such a pod waits for a local raylet forever.
-    Ray Client is KubeRay's way for a driver outside the cluster's nodes. The head is the Service's
-    IP from status when known (KubeRay's head Service is headless: that is the pod's), else its name.
+    `ray.init("<head>:6379")` attaches only through a raylet on the same host, so the driver pod
+    starts one first; Ray Client (ray://) would run the Tuner remotely, away from the driver's
+    progress and MLflow callbacks. The head is the pod's IP from status when known (KubeRay's head
+    Service is headless), else the Service name.
     """
     head = ((ray_cluster or {}).get("status") or {}).get("head") or {}
-    endpoints = ((ray_cluster or {}).get("status") or {}).get("endpoints") or {}
-    port = endpoints.get("client") or CLIENT_PORT
-    host = head.get("serviceIP") or head.get("podIP")
-    if not host or host == "None":
-        host = f"{ray_cluster_name(run.name)}-head-svc.{run.namespace}.svc"
-    return f"ray://{host}:{port}"
+    known = [ip for ip in (head.get("serviceIP"), head.get("podIP")) if ip and ip != "None"]
+    host = known[0] if known else f"{ray_cluster_name(run.name)}-head-svc.{run.namespace}.svc"
+    return f"{host}:{GCS_PORT}"
+
+
+def driver_env(run: RunRef, ray_cluster: dict[str, Any] | None) -> dict[str, Any]:
+    """What the driver Job needs to reach its RayCluster; the pod's IP is its Ray node's address
+    (as KubeRay passes `--node-ip-address` to its own pods)."""
+    return {"RAY_ADDRESS": head_address(run, ray_cluster), JOIN_ENV: "1",
+            POD_IP_ENV: {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            "PITWALL_RAY_CLUSTER": ray_cluster_name(run.name)}
 
 
 def is_ready(ray_cluster: dict[str, Any] | None) -> bool:

@@ -35,7 +35,7 @@ from pitwall_operator.builders.configmap import SPEC_KEY, build_spec_configmap
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.job import build_job
 from pitwall_operator.builders.meta import RunRef, job_name, ray_cluster_name, spec_configmap_name
-from pitwall_operator.builders.raycluster import build_ray_cluster, head_address, is_ready, ray_settings
+from pitwall_operator.builders.raycluster import build_ray_cluster, driver_env, is_ready, ray_settings
 from pitwall_operator.config import Settings
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def _reconcile(body: dict[str, Any], settings: Settings, seen_job: dict[str, Any
             outcome = st.created(status, generation, now, job_name=None,
                                  ray_cluster_name=ray_cluster_name(name), waiting_for_ray=True)
             return _finish(body, original, outcome, settings, spec)
-        extra_env = {"RAY_ADDRESS": head_address(run, cluster), "PITWALL_RAY_CLUSTER": ray_cluster_name(name)}
+        extra_env = driver_env(run, cluster)
 
     first = st.created(status, generation, now, job_name=job_name(name),
                        ray_cluster_name=ray_cluster_name(name) if ray else None)

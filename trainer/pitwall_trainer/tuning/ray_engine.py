@@ -5,14 +5,23 @@ Ray 2.6x traps handled here (DESIGN.md): a custom searcher runs one trial at a t
 `ray.tune` and results go to `storage_path` (the run folder), never ~/ray_results; a new local
 cluster gets `RAY_AUTH_MODE=disabled` and a temp dir under the system temp folder, not $HOME.
 `address=None` starts a local cluster (or joins $RAY_ADDRESS when set, Ray's own rule); an
-address such as `10.0.0.5:6379` attaches to a running head (the operator's RayCluster path).
+address such as `10.0.0.5:6379` attaches to a running head. `ray.init(address)` attaches only
+through a raylet on the same host, so a driver pod (no Ray node) first joins the RayCluster as a
+node with no CPUs when $PITWALL_RAY_JOIN is set (the operator's RayCluster path): trials still run
+on the workers, while the Tuner and its callbacks stay in the driver (Ray Client would run the
+Tuner remotely, without our progress and MLflow callbacks).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,8 @@ from pitwall_trainer.tuning.space import Scheduler, SearchSpace, distributions
 
 log = logging.getLogger(__name__)
 
+JOIN_ENV = "PITWALL_RAY_JOIN"  # "1" on a driver pod: join the cluster as a 0-CPU node first
+POD_IP_ENV = "PITWALL_POD_IP"  # that node's address (the pod's IP); Ray guesses it otherwise
 STEP = "step"  # the time attribute ASHA reads: boosting round (XGBoost) or fold number
 FINAL = "final"
 
@@ -76,6 +87,8 @@ def _connect(address: str | None, num_cpus: int | None) -> bool:
             import ray.util.client  # noqa: F401  (ray[client] extra)
         except ImportError:
             raise ConfigError("--ray-address: ray:// addresses need the ray[client] extra; use host:port") from None
+    if needs_join(address) and os.environ.get(POD_IP_ENV):  # this pod's node, not another raylet it sees
+        kwargs["_node_ip_address"] = os.environ[POD_IP_ENV]
     if address is None and not os.environ.get("RAY_ADDRESS"):
         # num_cpus None: Ray reads the container's CPU limit (os.cpu_count() would see the whole node)
         kwargs.update(num_cpus=num_cpus, include_dashboard=False, _temp_dir=ray_temp_dir())
@@ -86,6 +99,48 @@ def _connect(address: str | None, num_cpus: int | None) -> bool:
     except ConnectionError as error:
         raise ConnectionError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: {error}") from error
     return True
+
+
+@contextmanager
+def joined_as_node(address: str) -> Iterator[None]:
+    """Run a 0-CPU Ray node in a session of its own for as long as the search runs.
+
+    `ray start --block` keeps its raylet as children; the whole session is stopped at the end, so
+    nothing outlives the driver. `ray.init(address)` then waits (up to Ray's GCS timeout) for it.
+    """
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={address}",
+               "--num-cpus=0", "--num-gpus=0", "--block", "--disable-usage-stats"]
+    if os.environ.get(POD_IP_ENV):
+        command.append(f"--node-ip-address={os.environ[POD_IP_ENV]}")
+    log.info("joining the Ray cluster at %s as a node with no CPUs", address)
+    # a file, not a pipe: nobody reads the node's output while the search runs
+    with tempfile.TemporaryFile(mode="w+") as output:
+        node = subprocess.Popen(command, start_new_session=True, stdout=output, stderr=subprocess.STDOUT, text=True)
+        try:
+            yield
+        except BaseException:
+            if node.poll() is not None:  # the node never came up: its output says why
+                output.seek(0)
+                raise ConnectionError(f"cannot join the Ray cluster at {address}: `ray start` exited "
+                                      f"{node.returncode}: {output.read()[-2000:]}") from None
+            raise
+        finally:
+            _stop_session(node)
+
+
+def _stop_session(node: subprocess.Popen) -> None:
+    """SIGTERM to the node's session (ray start stops its raylet), SIGKILL whatever is left."""
+    with suppress(ProcessLookupError):
+        os.killpg(node.pid, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            node.wait(timeout=15)
+        os.killpg(node.pid, signal.SIGKILL)
+    node.wait()
+
+
+def needs_join(address: str | None) -> bool:
+    target = address or os.environ.get("RAY_ADDRESS") or ""
+    return os.environ.get(JOIN_ENV) == "1" and bool(target) and not target.startswith("ray://")
 
 
 class Reporter(Callback):
@@ -144,6 +199,18 @@ def run_ray(
     seed: int | None = None,
 ) -> RayOutcome:
     """Run the search on Ray; the best trial is the best one that ran to its last round."""
+    joined = needs_join(address)
+    node = joined_as_node(address or os.environ["RAY_ADDRESS"]) if joined else nullcontext()
+    with node:
+        return _search(data, space, scheduler, num_samples, max_concurrent, run_dir, keeper, address,
+                       cpus_per_trial, gpus_per_trial, num_cpus, seed)
+
+
+def _search(
+    data: TuningData, space: SearchSpace, scheduler: Scheduler, num_samples: int, max_concurrent: int | None,
+    run_dir: Path, keeper: Bookkeeper, address: str | None, cpus_per_trial: float, gpus_per_trial: float,
+    num_cpus: int | None, seed: int | None,
+) -> RayOutcome:
     import optuna
     import ray
     from ray import tune
