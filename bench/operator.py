@@ -113,7 +113,7 @@ LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 def request_counts(api: client.ApiClient) -> collections.Counter[str]:
     """`PATCH trainingruns/status`, `WATCH jobs`...: the API server's request counters, summed over codes."""
-    text = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False)[0].data.decode()
+    text = api.call_api("GET", f"{api.configuration.host}/metrics").read().decode()
     counts: collections.Counter[str] = collections.Counter()
     for match in REQUEST_LINE.finditer(text):
         labels = dict(LABEL.findall(match["labels"]))
@@ -288,7 +288,8 @@ def table(ours: dict[str, Any], floor: dict[str, Any]) -> str:
         out.append(f"| {label} | {fmt.format(ours[key])} | {fmt.format(floor[key])} | {ratio:.2f}x |")
     ours_req, floor_req = ours.get("requests_per_run") or {}, floor.get("requests_per_run") or {}
     ours_all, floor_all = ours.get("requests_per_run_settled") or {}, floor.get("requests_per_run_settled") or {}
-    out += ["", f"API requests per TrainingRun (one round; the bench's own POST and watch included): until every "
+    out += ["", f"API requests per TrainingRun (one round; every client: the bench, the controllers and the kubelet "
+            f"as well as the operator): until every "
             f"Job existed, and {SETTLE:.0f} s later (the no-op Jobs finished and were observed)", "",
             "| request | pitwall | kopf floor | pitwall, settled | floor, settled |", "|---|---:|---:|---:|---:|"]
     for key in sorted(set(ours_req) | set(floor_req) | set(ours_all) | set(floor_all)):
