@@ -35,6 +35,7 @@ import mlflow  # noqa: E402
 import requests  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+from pitwall_operator.redact import redact_text, redact_uri  # noqa: E402
 
 from pitwall_trainer.data.paths import cache_root  # noqa: E402
 from pitwall_trainer.errors import ConfigError  # noqa: E402
@@ -113,7 +114,7 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
 def _run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
     if not _is_http(uri):
         return None
-    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{redact_uri(uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 # ----------------------------------------------------------------------------- error handling
@@ -180,12 +181,13 @@ def mlflow_call(uri: str, action: str) -> Iterator[None]:
         except (ConfigError, RegistryError):
             raise
         except Exception as error:
+            # the message reaches status, Events and Slack: never with the URI's credentials
             if _is_connection_error(error):
-                raise RegistryUnavailable(
+                raise RegistryUnavailable(redact_text(
                     f"MLflow tracking server at {uri} is unreachable while trying to {action} "
                     f"(after {os.environ['MLFLOW_HTTP_REQUEST_MAX_RETRIES']} retries): {error}"
-                ) from error
-            raise RegistryError(f"MLflow at {uri} failed to {action}: {error}") from error
+                )) from error
+            raise RegistryError(redact_text(f"MLflow at {uri} failed to {action}: {error}")) from error
 
 
 def mlflow_client(uri: str) -> MlflowClient:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pitwall_operator.api.common import derive_state, get_condition, is_terminal, set_condition
 from pitwall_operator.builders.job import CONTAINER
+from pitwall_operator.redact import redact_text, redact_uri
 
 # status keys the operator owns (progress belongs to the trainer; kopf to kopf)
 OPERATOR_KEYS = (
@@ -62,7 +63,8 @@ class Outcome:
 
 
 def _clip(text: str, limit: int = MAX_MESSAGE) -> str:
-    text = text.strip()
+    """Bounded and with credentials masked: conditions and Events are read by anyone who can get the run."""
+    text = redact_text(text.strip())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -226,7 +228,7 @@ def _failure(job_cond: dict[str, Any], term: Termination | None, attempts: int) 
         message = f"failed after {attempts} attempt(s): {message}"
     elif reason == "DeadlineExceeded":
         message = f"activeDeadlineSeconds exceeded: {message}"
-    return reason, err_type, message
+    return reason, err_type, redact_text(message)  # the message also goes to Slack
 
 
 def _merge_result(desired: dict[str, Any], current: dict[str, Any], result: dict[str, Any] | None) -> None:
@@ -242,6 +244,9 @@ def _merge_result(desired: dict[str, Any], current: dict[str, Any], result: dict
             value = _finite_numbers(value)
         if value:
             desired[key] = value
+    mlflow = desired.get("mlflow")
+    if isinstance(mlflow, dict) and isinstance(mlflow.get("runUrl"), str):  # built from the tracking URI
+        desired["mlflow"] = {**mlflow, "runUrl": redact_uri(mlflow["runUrl"])}
     promotion = desired.get("promotion")
     version = (desired.get("mlflow") or {}).get("modelVersion")
     if isinstance(promotion, dict) and promotion.get("promoted") and not promotion.get("version") and version:

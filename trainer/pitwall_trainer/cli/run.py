@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pitwall_operator.redact import redact_text, redact_uri
 
 from pitwall_trainer.cli.common import add_json, emit
 from pitwall_trainer.errors import EXIT_OK, EXIT_RETRYABLE, ConfigError, PitwallError
@@ -178,7 +179,7 @@ def _mlflow_block(record: Any) -> dict[str, Any]:
         "experimentId": record.experiment_id,
         "modelVersion": str(record.model_version),
         "modelUri": record.model_uri,
-        "runUrl": record.run_url,
+        "runUrl": redact_uri(record.run_url) if record.run_url else record.run_url,
     }
 
 
@@ -188,7 +189,7 @@ def failure_payload(error: BaseException, exit_code: int) -> dict[str, Any]:
         **getattr(error, "partial", {}),
         "ok": False,
         "exitCode": exit_code,
-        "error": {"type": type(error).__name__, "message": str(error)[:3000]},
+        "error": {"type": type(error).__name__, "message": redact_text(str(error))[:3000]},
     }
 
 
