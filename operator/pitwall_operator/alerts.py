@@ -6,14 +6,17 @@ Posting runs on a small background pool so a slow or dead webhook never holds a 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 from pitwall_operator import k8s
 
@@ -28,8 +31,8 @@ def post(url: str, payload: dict[str, Any], retries: int = RETRIES, backoff: flo
     """POST the JSON payload; retry 5xx, 429 and network errors; True when Slack said 2xx."""
     body = json.dumps(payload).encode()
     for attempt in range(1, retries + 1):
-        req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
         try:
+            req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(req, timeout=TIMEOUT) as response:
                 if 200 <= response.status < 300:
                     return True
@@ -38,8 +41,8 @@ def post(url: str, payload: dict[str, Any], retries: int = RETRIES, backoff: flo
                 log.warning("Slack webhook refused the alert (%s); not retrying", exc.code)
                 return False
             log.warning("Slack webhook answered %s (attempt %d/%d)", exc.code, attempt, retries)
-        except (OSError, ValueError) as exc:
-            log.warning("Slack webhook unreachable: %s (attempt %d/%d)", exc, attempt, retries)
+        except (OSError, ValueError) as exc:  # the type only: urllib's text may quote the URL
+            log.warning("Slack webhook unreachable: %s (attempt %d/%d)", type(exc).__name__, attempt, retries)
         if attempt < retries:
             time.sleep(backoff * 2 ** (attempt - 1))
     return False
@@ -47,6 +50,53 @@ def post(url: str, payload: dict[str, Any], retries: int = RETRIES, backoff: flo
 
 class AlertNotConfigured(Exception):
     """The run asks for Slack alerts but its webhook Secret cannot be read: said on the run."""
+
+
+HOSTS_ENV = "PITWALL_ALERT_WEBHOOK_HOSTS"  # the chart's alerts.webhookHosts (https)
+HTTP_HOSTS_ENV = "PITWALL_ALERT_HTTP_HOSTS"  # the chart's alerts.httpHosts (plain http: tests, relays)
+DEFAULT_HOSTS = ("hooks.slack.com",)
+
+
+def _hosts(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    return default if raw is None else tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def webhook_problem(url: str, hosts: tuple[str, ...] | None = None, http_hosts: tuple[str, ...] | None = None) -> str | None:
+    """Why this webhook URL must not be called, else None. Never quotes the URL: it is a credential.
+
+    The URL comes from a Secret any run author controls, so without the check the operator would
+    POST wherever it is told (inside the cluster too). https to an allowed host (Slack by default;
+    a subdomain counts), or plain http to loopback or a host listed for http.
+    """
+    hosts = _hosts(HOSTS_ENV, DEFAULT_HOSTS) if hosts is None else hosts
+    http_hosts = _hosts(HTTP_HOSTS_ENV, ()) if http_hosts is None else http_hosts
+    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 32 for ch in url.strip()):
+        return "the webhook URL is not a single-line URL"
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "the webhook URL cannot be parsed"
+    if parts.scheme not in ("https", "http"):
+        return f"the webhook URL's scheme must be https, not {parts.scheme or 'none'!r}"
+    if not host:
+        return "the webhook URL has no host"
+    if parts.username is not None:
+        return "the webhook URL must not carry credentials before its host"
+    if parts.scheme == "http":
+        return None if _loopback(host) or host in http_hosts else f"plain http to {host} is not allowed (use https)"
+    if hosts and not any(host == h or host.endswith("." + h) for h in hosts):
+        return f"the webhook host {host} is not allowed (allowed: {', '.join(hosts)})"
+    return None
 
 
 def webhook_url(namespace: str, spec: dict[str, Any], kind: str) -> str | None:
@@ -63,6 +113,9 @@ def webhook_url(namespace: str, spec: dict[str, Any], kind: str) -> str | None:
         raise AlertNotConfigured(f"{kind} alert not sent: cannot read the Slack webhook {where}: {exc}") from exc
     if not url:
         raise AlertNotConfigured(f"{kind} alert not sent: the Slack webhook {where} does not exist")
+    problem = webhook_problem(url)
+    if problem:  # the reason, never the value
+        raise AlertNotConfigured(f"{kind} alert not sent: the Slack webhook in {where}: {problem}")
     return url
 
 
@@ -79,8 +132,8 @@ def send(namespace: str, spec: dict[str, Any], kind: str, payload: dict[str, Any
         if on_problem:
             on_problem(str(exc))
         return None
-    except Exception:  # noqa: BLE001 - an alert must never break a reconcile
-        log.exception("alert lookup failed")
+    except Exception as exc:  # noqa: BLE001 - an alert must never break a reconcile
+        log.warning("alert lookup failed: %s", type(exc).__name__)  # no traceback: it may hold the URL
         return None
     if url is None:
         return None
@@ -90,6 +143,6 @@ def send(namespace: str, spec: dict[str, Any], kind: str, payload: dict[str, Any
 def _safe_post(url: str, payload: dict[str, Any]) -> bool:
     try:
         return post(url, payload)
-    except Exception:  # noqa: BLE001
-        log.exception("Slack alert failed")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("Slack alert failed: %s", type(exc).__name__)  # no traceback: it may hold the URL
         return False

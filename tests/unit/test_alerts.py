@@ -109,3 +109,58 @@ def test_send_skips_runs_without_slack_and_unwanted_kinds():
     assert alerts.send("default", {}, "Failed", {"text": "x"}) is None
     spec = {"notifications": {"slack": {"webhookSecretRef": {"name": "s", "key": "k"}}, "events": ["Failed"]}}
     assert alerts.webhook_url("default", spec, "Regression") is None  # not asked for; no API call made
+
+
+# --- the webhook URL is checked before use and never logged ----------------------------------------
+
+SPEC = {"notifications": {"slack": {"webhookSecretRef": {"name": "hook", "key": "url"}}, "events": ["Failed"]}}
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("ftp://hooks.slack.com/services/T/B/SECRETPART", "scheme"),
+    ("http://hooks.slack.com/services/T/B/SECRETPART", "plain http"),
+    ("https://metadata.internal/services/T/B/SECRETPART", "not allowed"),
+    ("https://hooks.slack.com.evil.example/services/SECRETPART", "not allowed"),
+    ("https://user:SECRETPART@hooks.slack.com/services", "credentials"),
+    ("https:///services/SECRETPART", "no host"),
+    ("https://hooks.slack.com/services/SECRETPART\nX-Injected: 1", "single-line"),
+    ("not-a-url-SECRETPART", "scheme"),
+])
+def test_a_bad_webhook_is_refused_by_reason_without_quoting_it(monkeypatch, caplog, url, why) -> None:
+    monkeypatch.delenv(alerts.HOSTS_ENV, raising=False)
+    monkeypatch.setattr(alerts.k8s, "read_secret_key", lambda ns, name, key: url)
+    problems: list[str] = []
+    with caplog.at_level("DEBUG"):
+        assert alerts.send("default", SPEC, "Failed", {"text": "x"}, on_problem=problems.append) is None
+    assert len(problems) == 1 and why in problems[0], problems
+    assert "SECRETPART" not in problems[0]
+    assert "SECRETPART" not in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("url", [
+    "https://hooks.slack.com/services/T/B/X",
+    "http://127.0.0.1:8080/services/T/B/X",
+    "http://localhost:8080/x",
+])
+def test_good_webhooks_pass(monkeypatch, url) -> None:
+    monkeypatch.delenv(alerts.HOSTS_ENV, raising=False)
+    monkeypatch.delenv(alerts.HTTP_HOSTS_ENV, raising=False)
+    assert alerts.webhook_problem(url) is None
+
+
+def test_configured_hosts_widen_the_check(monkeypatch) -> None:
+    monkeypatch.setenv(alerts.HOSTS_ENV, "chat.example.com")
+    monkeypatch.setenv(alerts.HTTP_HOSTS_ENV, "10.1.2.3")
+    assert alerts.webhook_problem("https://relay.chat.example.com/x") is None
+    assert alerts.webhook_problem("http://10.1.2.3:9000/x") is None
+    assert alerts.webhook_problem("https://hooks.slack.com/x") is not None
+
+
+def test_an_unreachable_webhook_is_logged_without_its_url(caplog) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with caplog.at_level("DEBUG"):
+        assert not alerts.post(f"http://127.0.0.1:{port}/services/SECRETPART", {"text": "x"}, retries=1, backoff=0)
+        assert not alerts.post("http://[bad/services/SECRETPART", {"text": "x"}, retries=1, backoff=0)
+    assert "SECRETPART" not in caplog.text, caplog.text
