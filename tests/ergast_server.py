@@ -14,7 +14,7 @@ import threading
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
 NULL = r"\N"
@@ -275,15 +275,10 @@ class ErgastData:
         return out
 
 
-class ErgastServer:
-    """Serve `ErgastData` on 127.0.0.1 in a thread; knobs for 429s and broken paths; logs requests."""
+class LocalServer:
+    """An HTTP server on 127.0.0.1 in a thread, for `with`; subclasses answer GETs in `_handle`."""
 
-    def __init__(self, data: ErgastData):
-        self.data = data
-        self.requests: list[str] = []
-        self.throttle = 0  # answer this many next requests with 429 and Retry-After
-        self.retry_after = "1"
-        self.broken: set[str] = set()  # paths (after the prefix) answered with 404
+    def __init__(self) -> None:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -297,16 +292,51 @@ class ErgastServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{PREFIX}"
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def __enter__(self) -> ErgastServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def send(
+        request: BaseHTTPRequestHandler,
+        code: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        request.send_response(code)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            request.send_header(name, value)
+        request.end_headers()
+        request.wfile.write(body)
+
+
+class ErgastServer(LocalServer):
+    """Serve `ErgastData` in a thread; knobs for 429s and broken paths; logs requests."""
+
+    def __init__(self, data: ErgastData):
+        super().__init__()
+        self.data = data
+        self.requests: list[str] = []
+        self.throttle = 0  # answer this many next requests with 429 and Retry-After
+        self.retry_after = "1"
+        self.broken: set[str] = set()  # paths (after the prefix) answered with 404
+
+    @property
+    def base_url(self) -> str:
+        return self.root + PREFIX
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         url = urlparse(request.path)
@@ -328,18 +358,6 @@ class ErgastServer:
         else:
             self._send(request, 200, {"MRData": mrdata})
 
-    @staticmethod
-    def _send(
-        request: BaseHTTPRequestHandler,
-        code: int,
-        body: dict[str, Any],
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        payload = json.dumps(body).encode()
-        request.send_response(code)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            request.send_header(name, value)
-        request.end_headers()
-        request.wfile.write(payload)
+    def _send(self, request: BaseHTTPRequestHandler, code: int, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.send(request, code, json.dumps(body).encode(), headers=headers)

@@ -1,4 +1,10 @@
-"""`pitwall-train data fetch`: download seasons from the Jolpica API into Ergast-schema CSVs.
+"""`pitwall-train data fetch`: download seasons from Jolpica into Ergast-schema CSVs.
+
+Two sources, one builder. `source="api"` pages the API; `source="dump"` downloads Jolpica's CSV
+dump once (see `dump.py`; free dumps are 14 days old) and answers the same API paths from it
+(`jolpica_dump.py`); `source="auto"` tries the dump and pages the API if anything about the dump
+fails (download, checksum, zip, schema, validation). Both go through `fetch_tables`, the ids,
+the merge and the validated swap below, so both write the same tables.
 
 The API is Ergast-compatible JSON (`MRData`, limit/offset pages of at most 100 rows). It has no
 Ergast surrogate ids, so ids are assigned here: an id already given to the same natural key
@@ -26,12 +32,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import requests
 
 from pitwall_trainer.data import ergast_json as ej
+from pitwall_trainer.data.dump import fetch_dump, index_url_for
+from pitwall_trainer.data.jolpica_dump import DumpClient
 from pitwall_trainer.data.loader import read_raw, read_raw_tables
 from pitwall_trainer.data.schema import TABLES
 from pitwall_trainer.data.validate import validate_tables
@@ -41,6 +49,7 @@ from pitwall_trainer.progress import Progress
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.jolpi.ca/ergast/f1"
+SOURCES = ("auto", "dump", "api")
 PAGE_LIMIT = 100  # the API's maximum page size
 FIRST_PIT_STOP_SEASON = 2011
 FIRST_SPRINT_SEASON = 2021
@@ -402,6 +411,16 @@ class Builder:
 # The fetch
 
 
+class Pages(Protocol):
+    """What `fetch_tables` asks of a source: the API (`ApiClient`) or the dump (`DumpClient`)."""
+
+    requests_made: int
+
+    def collect(self, path: str, table: str, items: str) -> list[dict[str, Any]]: ...
+
+    def nested(self, path: str, table: str, items: str, inner: str) -> list[dict[str, Any]]: ...
+
+
 LOOKUPS = [  # table, API path, MRData table, item list
     ("seasons", "seasons", "SeasonTable", "Seasons"),
     ("circuits", "circuits", "CircuitTable", "Circuits"),
@@ -412,7 +431,7 @@ LOOKUPS = [  # table, API path, MRData table, item list
 
 
 def fetch_tables(
-    seasons: Iterable[int], client: ApiClient, ids: IdBook, show_progress: bool | None = None
+    seasons: Iterable[int], client: Pages, ids: IdBook, show_progress: bool | None = None
 ) -> dict[str, list[Row]]:
     """Download the seasons and the lookup tables; rows per table, ids resolved."""
     seasons = sorted(set(seasons))
@@ -490,7 +509,9 @@ def _merge(
         if name != "pit_stops":
             rows.sort(key=lambda r, k=table.key[0]: _int_or(r.get(k), 0))
         else:
-            rows.sort(key=lambda r: _int_or(r.get("raceId"), 0))  # stable: API order within a race
+            # By time of day within a race (the API's order), so that both sources write the same bytes.
+            rows.sort(key=lambda r: (_int_or(r.get("raceId"), 0), r.get("time") or "", _int_or(r.get("lap"), 0),
+                                     _int_or(r.get("stop"), 0), _int_or(r.get("driverId"), 0)))  # fmt: skip
         merged[name] = rows
     return merged
 
@@ -526,27 +547,8 @@ def _replace_folder(target: Path, staged: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def fetch_seasons(
-    seasons: Iterable[int],
-    out: str | os.PathLike[str],
-    base_url: str = DEFAULT_BASE_URL,
-    ids_from: str | os.PathLike[str] | None = None,
-    client: ApiClient | None = None,
-    show_progress: bool | None = None,
-) -> dict[str, Any]:
-    """Fetch `seasons` into `out` (validated, replaced atomically); a summary for the CLI."""
-    target = Path(out).resolve()
-    _check_target(target)
-    season_set = set(seasons)
-    client = client or ApiClient(base_url=base_url)
-    old = read_raw_tables(target) if target.is_dir() else {}
-    ids = IdBook()
-    ids.seed(old)
-    if ids_from:
-        ids.seed(read_raw_tables(Path(ids_from)))
-    fetched = fetch_tables(season_set, client, ids, show_progress)
-    tables = _merge(fetched, old, season_set)
-
+def _write_validated(target: Path, tables: dict[str, list[Row]]) -> dict[str, int]:
+    """Write the tables beside `target`, validate them, swap them in; row counts per table."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(staged, ignore_errors=True)
@@ -561,10 +563,85 @@ def fetch_seasons(
         _replace_folder(target, staged)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    log.info("fetched seasons %s into %s with %d requests", sorted(season_set), target, client.requests_made)
+    return counts
+
+
+def _id_book(*earlier: dict[str, pd.DataFrame | None]) -> IdBook:
+    ids = IdBook()
+    for tables in earlier:
+        ids.seed(tables)
+    return ids
+
+
+def _from_dump(
+    seasons: set[int],
+    target: Path,
+    old: dict[str, pd.DataFrame | None],
+    reference: dict[str, pd.DataFrame | None],
+    index_url: str,
+    show_progress: bool | None,
+) -> dict[str, Any]:
+    """The dump path: download and verify, answer the API paths from it, write as the API path does."""
+    with fetch_dump(index_url, show_progress=show_progress) as (info, archive):
+        pages = DumpClient(archive, seasons, source=info.download_url, show_progress=show_progress)
+    fetched = fetch_tables(seasons, pages, _id_book(old, reference), show_progress)
+    counts = _write_validated(target, _merge(fetched, old, seasons))
+    log.info("fetched seasons %s into %s from the Jolpica dump uploaded %s", sorted(seasons), target, info.uploaded_at)
     return {
+        "out": str(target),
+        "seasons": sorted(seasons),
+        "rows": counts,
+        "requests": 2,  # the index and the zip
+        "source": "dump",
+        "dump": {"uploaded_at": info.uploaded_at, "sha256": info.file_hash, "bytes": info.file_size,
+                 "url": info.download_url},  # fmt: skip
+    }
+
+
+def fetch_seasons(
+    seasons: Iterable[int],
+    out: str | os.PathLike[str],
+    base_url: str = DEFAULT_BASE_URL,
+    ids_from: str | os.PathLike[str] | None = None,
+    client: ApiClient | None = None,
+    show_progress: bool | None = None,
+    source: str = "api",
+    dump_url: str | None = None,
+) -> dict[str, Any]:
+    """Fetch `seasons` into `out` (validated, replaced atomically); a summary for the CLI.
+
+    `source` is "api", "dump" or "auto" (the dump, else the API). The default stays "api" for
+    callers that need the newest races (the free dump is 14 days old); the CLI defaults to
+    "auto". `dump_url` is the dump index, by default the one on `base_url`'s server.
+    """
+    if source not in SOURCES:
+        raise ConfigError(f"--source: {source!r} is not one of {', '.join(SOURCES)}")
+    target = Path(out).resolve()
+    _check_target(target)
+    season_set = set(seasons)
+    old = read_raw_tables(target) if target.is_dir() else {}
+    reference = read_raw_tables(Path(ids_from)) if ids_from else {}
+    failure: Exception | None = None
+    if source in ("dump", "auto"):
+        try:
+            return _from_dump(season_set, target, old, reference, dump_url or index_url_for(base_url), show_progress)
+        except Exception as error:  # noqa: BLE001 - "auto": whatever failed in the dump, the API may work
+            if source == "dump":
+                raise
+            failure = error
+            log.warning("the Jolpica dump failed, paging the API instead: %s", error)
+
+    client = client or ApiClient(base_url=base_url)
+    fetched = fetch_tables(season_set, client, _id_book(old, reference), show_progress)
+    counts = _write_validated(target, _merge(fetched, old, season_set))
+    log.info("fetched seasons %s into %s with %d requests", sorted(season_set), target, client.requests_made)
+    summary: dict[str, Any] = {
         "out": str(target),
         "seasons": sorted(season_set),
         "rows": counts,
         "requests": client.requests_made,
+        "source": "api",
     }
+    if failure is not None:
+        summary["fallback"] = f"{type(failure).__name__}: {failure}"[:2000]
+    return summary
