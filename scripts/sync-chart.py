@@ -31,7 +31,7 @@ def rules_yaml() -> str:
         "operator": permissions.as_policy_rules(permissions.OPERATOR_RULES),
         "operatorCluster": permissions.as_policy_rules(permissions.OPERATOR_CLUSTER_RULES),
         "operatorNamespaces": permissions.as_policy_rules(permissions.OPERATOR_NAMESPACE_RULES),
-        "trainer": permissions.as_policy_rules(permissions.TRAINER_RULES),
+        "secrets": permissions.as_policy_rules((permissions.SECRET_RULE,)),
     }
     return HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 

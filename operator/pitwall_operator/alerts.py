@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pitwall_operator import k8s
+from pitwall_operator.config import Settings
 
 log = logging.getLogger(__name__)
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="slack")
@@ -52,16 +52,6 @@ class AlertNotConfigured(Exception):
     """The run asks for Slack alerts but its webhook Secret cannot be read: said on the run."""
 
 
-HOSTS_ENV = "PITWALL_ALERT_WEBHOOK_HOSTS"  # the chart's alerts.webhookHosts (https)
-HTTP_HOSTS_ENV = "PITWALL_ALERT_HTTP_HOSTS"  # the chart's alerts.httpHosts (plain http: tests, relays)
-DEFAULT_HOSTS = ("hooks.slack.com",)
-
-
-def _hosts(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = os.environ.get(name)
-    return default if raw is None else tuple(h.strip().lower() for h in raw.split(",") if h.strip())
-
-
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -69,15 +59,15 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def webhook_problem(url: str, hosts: tuple[str, ...] | None = None, http_hosts: tuple[str, ...] | None = None) -> str | None:
+def webhook_problem(url: str, settings: Settings | None = None) -> str | None:
     """Why this webhook URL must not be called, else None. Never quotes the URL: it is a credential.
 
     The URL comes from a Secret any run author controls, so without the check the operator would
     POST wherever it is told (inside the cluster too). https to an allowed host (Slack by default;
     a subdomain counts), or plain http to loopback or a host listed for http.
     """
-    hosts = _hosts(HOSTS_ENV, DEFAULT_HOSTS) if hosts is None else hosts
-    http_hosts = _hosts(HTTP_HOSTS_ENV, ()) if http_hosts is None else http_hosts
+    settings = settings or Settings.from_env()
+    hosts, http_hosts = settings.alert_webhook_hosts, settings.alert_http_hosts
     if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 32 for ch in url.strip()):
         return "the webhook URL is not a single-line URL"
     try:
@@ -100,20 +90,28 @@ def webhook_problem(url: str, hosts: tuple[str, ...] | None = None, http_hosts: 
 
 
 def webhook_url(namespace: str, spec: dict[str, Any], kind: str) -> str | None:
-    """The webhook URL when this run wants alerts of this kind (Failed, Regression, ...), else None."""
+    """The webhook URL when this run wants alerts of this kind (Failed, Regression, ...), else None.
+
+    Only a Secret the chart lists (alerts.webhookSecrets) is read: RBAC refuses the others anyway,
+    and saying so names the fix instead of a 403.
+    """
     notifications = spec.get("notifications") or {}
     wanted = notifications.get("events") or notifications.get("on") or ["Failed", "Regression"]
     ref = (notifications.get("slack") or {}).get("webhookSecretRef") or {}
     if kind not in wanted or not ref.get("name") or not ref.get("key"):
         return None
     where = f"Secret {namespace}/{ref['name']} key {ref['key']!r}"
+    settings = Settings.from_env()
+    if settings.alert_secrets is not None and ref["name"] not in settings.alert_secrets:
+        raise AlertNotConfigured(f"{kind} alert not sent: the operator may read only the webhook Secrets "
+                                 f"listed in the chart's alerts.webhookSecrets, not {where}")
     try:
         url = k8s.read_secret_key(namespace, ref["name"], ref["key"])
     except k8s.ApiError as exc:
         raise AlertNotConfigured(f"{kind} alert not sent: cannot read the Slack webhook {where}: {exc}") from exc
     if not url:
         raise AlertNotConfigured(f"{kind} alert not sent: the Slack webhook {where} does not exist")
-    problem = webhook_problem(url)
+    problem = webhook_problem(url, settings)
     if problem:  # the reason, never the value
         raise AlertNotConfigured(f"{kind} alert not sent: the Slack webhook in {where}: {problem}")
     return url

@@ -30,6 +30,12 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _hosts(env: dict[str, str], name: str, default: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """A comma list; unset: `default` (None meaning "no restriction")."""
+    raw = env.get(name)
+    return default if raw is None else tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
 def _float(env: dict[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     return float(raw) if raw else default
@@ -43,7 +49,6 @@ class Settings:
     default_data_claim: str | None = None  # PVC mounted when a run names no data source
     default_data_path: str = ""  # sub-path inside that claim
     default_mlflow_uri: str | None = None
-    trainer_service_account: str | None = None  # pods' account when a run names none (status patch RBAC)
     metrics_port: int = 8080  # Prometheus; 0 disables
     worker_limit: int = 256  # concurrent kopf per-object workers (bounds memory under bursts)
     namespaces: tuple[str, ...] = ()  # empty: what `kopf run` was told (--namespace / -A)
@@ -52,6 +57,11 @@ class Settings:
     command_override: tuple[str, ...] = field(default_factory=tuple)
     instance: str = "pitwall-operator"  # Event reportingInstance (the pod name in a cluster)
     peering: str | None = None  # KopfPeering name for HA replicas; None = standalone (one replica)
+    # Slack webhooks (alerts.py): https hosts allowed (empty: any), hosts allowed over plain http,
+    # and the Secret names a run may name (None: any; the chart always lists them, RBAC enforces).
+    alert_webhook_hosts: tuple[str, ...] = ("hooks.slack.com",)
+    alert_http_hosts: tuple[str, ...] = ()
+    alert_secrets: tuple[str, ...] | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -63,7 +73,6 @@ class Settings:
             default_data_claim=env.get("PITWALL_DEFAULT_DATA_CLAIM") or None,
             default_data_path=env.get("PITWALL_DEFAULT_DATA_PATH", "").strip("/"),
             default_mlflow_uri=env.get("PITWALL_DEFAULT_MLFLOW_URI") or None,
-            trainer_service_account=env.get("PITWALL_TRAINER_SERVICE_ACCOUNT") or None,
             metrics_port=_int(env, "PITWALL_METRICS_PORT", 8080),
             worker_limit=_int(env, "PITWALL_WORKER_LIMIT", 256),
             namespaces=namespaces,
@@ -71,6 +80,9 @@ class Settings:
             command_override=tuple(shlex.split(override)) if override else (),
             instance=env.get("POD_NAME") or env.get("HOSTNAME") or "pitwall-operator",
             peering=env.get("PITWALL_PEERING", "").strip() or None,
+            alert_webhook_hosts=_hosts(env, "PITWALL_ALERT_WEBHOOK_HOSTS", ("hooks.slack.com",)) or (),
+            alert_http_hosts=_hosts(env, "PITWALL_ALERT_HTTP_HOSTS", ()) or (),
+            alert_secrets=_hosts(env, "PITWALL_ALERT_SECRETS", None),
         )
 
 

@@ -90,9 +90,12 @@ def request(
 
 # --- paths -----------------------------------------------------------------------------------
 
-_CORE = {"ConfigMap": "configmaps", "Event": "events", "Pod": "pods", "Secret": "secrets"}
+_CORE = {"ConfigMap": "configmaps", "Event": "events", "Pod": "pods", "Secret": "secrets",
+         "ServiceAccount": "serviceaccounts"}
 _GROUPED = {("batch/v1", "Job"): "jobs", ("ray.io/v1", "RayCluster"): "rayclusters",
-            (f"{GROUP}/{VERSION}", "TrainingRun"): PLURAL}
+            (f"{GROUP}/{VERSION}", "TrainingRun"): PLURAL,
+            ("rbac.authorization.k8s.io/v1", "Role"): "roles", ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+            ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies"}
 
 
 def collection_path(api_version: str, kind: str, namespace: str) -> str:
@@ -108,8 +111,33 @@ def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
 # --- verbs -----------------------------------------------------------------------------------
 
 
-def create(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Create idempotently: (object, True) when created, (existing object, False) on 409."""
+class StaleChild(ApiError):
+    """A 409 for an object that is not ours: a predecessor's child (same name, other or no owner
+    uid) that garbage collection has not removed yet, or one somebody else made. Never ours."""
+
+    def __init__(self, existing: dict[str, Any]):
+        self.existing = existing
+        meta = existing.get("metadata") or {}
+        owners = ", ".join(owner_uids(existing)) or "no owner"
+        super().__init__(409, f"{existing.get('kind', 'object')} {meta.get('name')} exists and is not this run's ({owners})")
+
+
+def owner_uids(obj: dict[str, Any] | None) -> list[str]:
+    return [ref.get("uid", "") for ref in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []]
+
+
+def owned_by(obj: dict[str, Any] | None, uid: str) -> bool:
+    """Whether `obj` names `uid` among its owners (a name alone proves nothing: names are reused)."""
+    return bool(uid) and uid in owner_uids(obj)
+
+
+def create(obj: dict[str, Any], *, read_back: bool = True) -> tuple[dict[str, Any], bool]:
+    """Create idempotently: (object, True) when created, (existing object, False) on 409.
+
+    An object built with an owner is "already there" only if the existing one carries that
+    owner's uid; else StaleChild. `read_back=False` (objects the operator may create but not
+    read, e.g. Secrets): a 409 is taken as ours, so give such objects a name unique to the owner.
+    """
     meta = obj["metadata"]
     path = collection_path(obj["apiVersion"], obj["kind"], meta["namespace"])
     try:
@@ -117,9 +145,14 @@ def create(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     except ApiError as exc:
         if exc.status != 409 or not meta.get("name"):
             raise
+    if not read_back:
+        return obj, False
     existing = get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
     if existing is None:  # deleted between the 409 and the read: let the caller retry
         raise ApiError(409, f"{obj['kind']} {meta['name']} exists but could not be read")
+    wanted = owner_uids(obj)
+    if wanted and not owned_by(existing, wanted[0]):
+        raise StaleChild({"apiVersion": obj["apiVersion"], "kind": obj["kind"], **existing})
     return existing, False
 
 

@@ -16,10 +16,11 @@ Scopes:
 - `OPERATOR_NAMESPACE_RULES` are needed only when the operator watches listed namespaces: Kopf
   lists and watches Namespace objects only in that mode (kopf/_core/reactor/observation.py,
   `namespace_observer` skips it when cluster-wide).
-- `TRAINER_RULES` are bound in each namespace where trainer pods run (RoleBindings to a
-  ClusterRole), so a trainer can reach only the TrainingRuns of its own namespace; RBAC cannot
-  narrow further to "its own run" without a Role per run, which would need the operator to hold
-  `bind`/`escalate`.
+- `TRAINER_RUN_RULES` and `MONITOR_RULES` are not in the chart: the operator grants them per run
+  (per RetrainPolicy) with `resourceNames` = that one object, in a Role it creates next to the
+  Job (`builders/trainer_access.py`), so a trainer pod can touch only its own run. RBAC lets the
+  operator create such a Role only because it holds every rule in it itself (no `escalate` or
+  `bind` needed); `test_chart` checks that it does.
 
 Peering (kopf.dev `kopfpeerings`/`clusterkopfpeerings`) is absent: the operator runs with
 `--standalone` (one replica, Recreate); HA with peering needs those added (docs/deploy.md).
@@ -45,8 +46,16 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     ("", "configmaps", ("create", "delete", "get")),
     # The trainer's termination message, when the status report failed.
     ("", "pods", ("get", "list")),
-    # The Slack webhook URL named by spec.notifications.
-    ("", "secrets", ("get",)),
+    # Per-run (and per-policy) trainer access: its ServiceAccount, Role and RoleBinding; `get`
+    # for an idempotent create (a 409 reads the existing one and checks its owner), `delete` for
+    # a predecessor's (a run deleted and recreated under the same name). GC removes them with the run.
+    ("", "serviceaccounts", ("create", "delete", "get")),
+    ("rbac.authorization.k8s.io", "roles", ("create", "delete", "get")),
+    ("rbac.authorization.k8s.io", "rolebindings", ("create", "delete", "get")),
+    # With each RayCluster: the NetworkPolicy letting that run's pods (and no other's) reach each
+    # other, and the Secret holding its Ray token (created, never read: its name carries the run's uid).
+    ("networking.k8s.io", "networkpolicies", ("create", "delete", "get")),
+    ("", "secrets", ("create",)),
     # Kopf and k8s.post_event both post core v1 Events (events.k8s.io is not called: not granted).
     ("", "events", ("create",)),
 )
@@ -61,19 +70,27 @@ OPERATOR_NAMESPACE_RULES: tuple[Rule, ...] = (
     ("", "namespaces", ("list", "watch")),
 )
 
-TRAINER_RULES: tuple[Rule, ...] = (
-    # The trainer reads its run and reports progress and results to its status.
+# Secrets are not in OPERATOR_RULES: the chart grants `get` only on the Secrets named in its
+# values (alerts.webhookSecrets), in the namespaces served, by `resourceNames`.
+SECRET_RULE: Rule = ("", "secrets", ("get",))
+
+TRAINER_RUN_RULES: tuple[Rule, ...] = (
+    # The trainer reads its run and reports progress and results to its status (its run only).
     (GROUP, "trainingruns", ("get",)),
     (GROUP, "trainingruns/status", ("get", "patch")),
-    # The RetrainPolicy monitoring Job writes the signals it measured.
+)
+
+MONITOR_RULES: tuple[Rule, ...] = (
+    # The RetrainPolicy monitoring Job writes the signals it measured (its policy only).
     (GROUP, "retrainpolicies/status", ("get", "patch")),
 )
 
 
-def operator_rules(cluster_wide: bool) -> tuple[Rule, ...]:
-    """Every rule the operator needs in one mode (what the e2e request log must stay within)."""
+def operator_rules(cluster_wide: bool, secrets: bool = False) -> tuple[Rule, ...]:
+    """Every rule the operator needs in one mode (what the e2e request log must stay within);
+    `secrets`: the chart names webhook Secrets (granted on those names only)."""
     extra = () if cluster_wide else OPERATOR_NAMESPACE_RULES
-    return OPERATOR_RULES + OPERATOR_CLUSTER_RULES + extra
+    return OPERATOR_RULES + OPERATOR_CLUSTER_RULES + extra + ((SECRET_RULE,) if secrets else ())
 
 
 def as_policy_rules(rules: tuple[Rule, ...]) -> list[dict[str, list[str]]]:

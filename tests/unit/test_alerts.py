@@ -127,7 +127,8 @@ SPEC = {"notifications": {"slack": {"webhookSecretRef": {"name": "hook", "key": 
     ("not-a-url-SECRETPART", "scheme"),
 ])
 def test_a_bad_webhook_is_refused_by_reason_without_quoting_it(monkeypatch, caplog, url, why) -> None:
-    monkeypatch.delenv(alerts.HOSTS_ENV, raising=False)
+    monkeypatch.delenv("PITWALL_ALERT_WEBHOOK_HOSTS", raising=False)
+    monkeypatch.delenv("PITWALL_ALERT_SECRETS", raising=False)
     monkeypatch.setattr(alerts.k8s, "read_secret_key", lambda ns, name, key: url)
     problems: list[str] = []
     with caplog.at_level("DEBUG"):
@@ -143,14 +144,14 @@ def test_a_bad_webhook_is_refused_by_reason_without_quoting_it(monkeypatch, capl
     "http://localhost:8080/x",
 ])
 def test_good_webhooks_pass(monkeypatch, url) -> None:
-    monkeypatch.delenv(alerts.HOSTS_ENV, raising=False)
-    monkeypatch.delenv(alerts.HTTP_HOSTS_ENV, raising=False)
+    monkeypatch.delenv("PITWALL_ALERT_WEBHOOK_HOSTS", raising=False)
+    monkeypatch.delenv("PITWALL_ALERT_HTTP_HOSTS", raising=False)
     assert alerts.webhook_problem(url) is None
 
 
 def test_configured_hosts_widen_the_check(monkeypatch) -> None:
-    monkeypatch.setenv(alerts.HOSTS_ENV, "chat.example.com")
-    monkeypatch.setenv(alerts.HTTP_HOSTS_ENV, "10.1.2.3")
+    monkeypatch.setenv("PITWALL_ALERT_WEBHOOK_HOSTS", "chat.example.com")
+    monkeypatch.setenv("PITWALL_ALERT_HTTP_HOSTS", "10.1.2.3")
     assert alerts.webhook_problem("https://relay.chat.example.com/x") is None
     assert alerts.webhook_problem("http://10.1.2.3:9000/x") is None
     assert alerts.webhook_problem("https://hooks.slack.com/x") is not None
@@ -164,3 +165,15 @@ def test_an_unreachable_webhook_is_logged_without_its_url(caplog) -> None:
         assert not alerts.post(f"http://127.0.0.1:{port}/services/SECRETPART", {"text": "x"}, retries=1, backoff=0)
         assert not alerts.post("http://[bad/services/SECRETPART", {"text": "x"}, retries=1, backoff=0)
     assert "SECRETPART" not in caplog.text, caplog.text
+
+
+def test_only_the_listed_webhook_secrets_are_read(monkeypatch) -> None:
+    """The chart lists the Secrets (alerts.webhookSecrets); the operator asks for no other."""
+    monkeypatch.setenv("PITWALL_ALERT_SECRETS", "team-slack")
+    read: list[str] = []
+    monkeypatch.setattr(alerts.k8s, "read_secret_key", lambda ns, name, key: read.append(name) or "https://hooks.slack.com/x")
+    problems: list[str] = []
+    assert alerts.send("default", SPEC, "Failed", {"text": "x"}, on_problem=problems.append) is None
+    assert read == [] and "alerts.webhookSecrets" in problems[0]
+    monkeypatch.setenv("PITWALL_ALERT_SECRETS", "team-slack,hook")
+    assert alerts.webhook_url("default", SPEC, "Failed") == "https://hooks.slack.com/x" and read == ["hook"]

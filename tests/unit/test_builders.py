@@ -12,6 +12,7 @@ from pitwall_operator.builders.job import build_job
 from pitwall_operator.builders.meta import RunRef
 from pitwall_operator.builders.raycluster import (
     build_ray_cluster,
+    build_ray_token_secret,
     driver_env,
     head_address,
     is_ready,
@@ -252,6 +253,31 @@ def test_ray_readiness_and_head_address():
     (pod_ip,) = [e for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "PITWALL_POD_IP"]
     assert pod_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert is_ready({"status": {"conditions": [{"type": "HeadPodReady", "status": "True"}]}})
+
+
+def test_every_ray_process_of_a_run_authenticates_with_its_own_token():
+    rc = build_ray_cluster(RUN, spec(tuning=TUNED), SETTINGS)
+    driver = build_job(RUN, spec(tuning=TUNED), SETTINGS, extra_env=driver_env(RUN, None), component="tuning-driver")
+    secret = build_ray_token_secret(RUN, "t" * 64)
+    strict(secret)
+    assert secret["metadata"]["name"] == "rw-2024-ray-token-uid-123"  # the uid: never a predecessor's token
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "uid-123"
+    pods = [rc["spec"]["headGroupSpec"]["template"]["spec"], rc["spec"]["workerGroupSpecs"][0]["template"]["spec"],
+            driver["spec"]["template"]["spec"]]
+    for pod in pods:
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "token"}}
+        assert pod["serviceAccountName"] == "rw-2024-trainer"  # the run's own account, no shared one
+    assert rc["spec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+
+
+def test_image_pull_secrets_reach_every_pod():
+    s = spec(tuning=TUNED, imagePullSecrets=[{"name": "registry-creds"}])
+    rc = build_ray_cluster(RUN, s, SETTINGS)
+    for pod in (build_job(RUN, s, SETTINGS)["spec"]["template"]["spec"], rc["spec"]["headGroupSpec"]["template"]["spec"],
+                rc["spec"]["workerGroupSpecs"][0]["template"]["spec"]):
+        assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
 
 
 def test_driver_job_gets_ray_address():

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "pitwall"
 RELEASE = "pitwall"
 NAMESPACE = "pitwall-system"
-KUBE_VERSIONS = ("1.29", "1.30", "1.31", "1.32")
+KUBE_VERSIONS = ("1.30", "1.31", "1.32", "1.34")  # Chart.yaml kubeVersion; 1.34 is the sandbox
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -49,8 +49,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "metrics": {"serviceMonitor": {"enabled": True}},
         "defaults": {"data": {"claimName": "f1-data", "path": "ergast"}},
         "operator": {"extraArgs": ["--verbose"]},
+        "alerts": {"webhookSecrets": ["team-slack"]},
+        "admission": {"allowedImages": ["registry.example.com/f1/"], "allowedServiceAccounts": ["f1-trainer"]},
     },
 }
+
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 # Kinds from CRDs that kubernetes-validate does not ship schemas for, and why that is acceptable.
 NOT_IN_KUBERNETES_VALIDATE = {
@@ -126,7 +130,7 @@ def test_every_object_is_labelled_and_namespaced_where_expected(name: str) -> No
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/part-of"] == "pitwall"
-        if doc["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"].get("namespace"), f"{doc['kind']} {doc['metadata']['name']} has no namespace"
 
 
@@ -201,7 +205,6 @@ def test_operator_environment_is_what_the_operator_reads() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     unread = [name for name in env if name.startswith("PITWALL_") and f'"{name}"' not in source]
     assert not unread, f"set by the chart but not read by config.py: {unread}"
-    assert env["PITWALL_TRAINER_SERVICE_ACCOUNT"] == f"{RELEASE}-trainer"
     assert env["PITWALL_DEFAULT_MLFLOW_URI"] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc:5000"
     assert env["PITWALL_DEFAULT_DATA_CLAIM"] == "f1-data"
     assert env["PITWALL_METRICS_PORT"] == "9090"
@@ -286,7 +289,8 @@ def _bound_rules(docs: list[dict[str, Any]], account: str, account_ns: str) -> d
 def test_cluster_wide_operator_rbac_equals_permissions() -> None:
     docs = render("default")
     granted = _bound_rules(docs, f"{RELEASE}-operator", NAMESPACE)
-    assert granted == {None: declared(permissions.operator_rules(cluster_wide=True))}
+    secrets = declared((permissions.SECRET_RULE,))  # by resourceNames: test_operator_reads_no_secret_...
+    assert granted == {None: declared(permissions.operator_rules(cluster_wide=True)), NAMESPACE: secrets}
     role = one(docs, "ClusterRole", f"{RELEASE}-operator")
     assert role["rules"] == permissions.as_policy_rules(
         permissions.OPERATOR_RULES + permissions.OPERATOR_CLUSTER_RULES)
@@ -296,48 +300,70 @@ def test_cluster_wide_operator_rbac_equals_permissions() -> None:
 def test_namespaced_operator_rbac_equals_permissions() -> None:
     docs = render("watch-namespaces")
     granted = _bound_rules(docs, f"{RELEASE}-operator", NAMESPACE)
-    workload = declared(permissions.OPERATOR_RULES)
+    workload = declared(permissions.OPERATOR_RULES + (permissions.SECRET_RULE,))
     assert granted == {
         None: declared(permissions.OPERATOR_CLUSTER_RULES + permissions.OPERATOR_NAMESPACE_RULES),
         "f1-models": workload,
         "f1-research": workload,
     }
     everything = set().union(*granted.values())
-    assert everything == declared(permissions.operator_rules(cluster_wide=False))
+    assert everything == declared(permissions.operator_rules(cluster_wide=False, secrets=True))
 
 
-@pytest.mark.parametrize(("name", "namespaces"), [
-    ("default", [NAMESPACE]),
-    ("watch-namespaces", ["f1-models", "f1-research"]),
-    ("everything", ["f1-models", "f1-batch"]),
-])
-def test_trainer_may_only_touch_runs_in_its_own_namespace(name: str, namespaces: list[str]) -> None:
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_no_trainer_account_gets_namespace_wide_rights(name: str) -> None:
+    """Trainer pods get a per-run Role from the operator (builders/trainer_access.py), never the chart's."""
     docs = render(name)
-    accounts = {(sa["metadata"]["namespace"], sa["metadata"]["name"]) for sa in kinds(docs, "ServiceAccount")}
-    for ns in namespaces:
-        assert (ns, f"{RELEASE}-trainer") in accounts
-        granted = _bound_rules(docs, f"{RELEASE}-trainer", ns)
-        assert granted == {ns: declared(permissions.TRAINER_RULES)}
-    bound_elsewhere = [b for b in kinds(docs, "RoleBinding") + kinds(docs, "ClusterRoleBinding")
-                       if b["metadata"]["name"].endswith("-trainer")
-                       and b["metadata"].get("namespace") not in namespaces]
-    assert not bound_elsewhere
+    for sa in kinds(docs, "ServiceAccount"):
+        if sa["metadata"]["name"] != f"{RELEASE}-operator":
+            assert _bound_rules(docs, sa["metadata"]["name"], sa["metadata"]["namespace"]) == {}, sa["metadata"]
+
+
+def test_operator_holds_every_rule_it_grants_per_run() -> None:
+    """RBAC escalation check: a Role can be created only by someone holding all of its rules."""
+    granted = declared(permissions.OPERATOR_RULES)
+    assert declared(permissions.TRAINER_RUN_RULES + permissions.MONITOR_RULES) <= granted
+    for resource in ("serviceaccounts", "roles", "rolebindings"):
+        assert any(r == resource and v == "create" for _, r, v in granted), resource
 
 
 def test_trainer_rules_only_read_runs_and_write_status() -> None:
-    for group, resource, verbs in permissions.TRAINER_RULES:
+    for group, resource, verbs in permissions.TRAINER_RUN_RULES + permissions.MONITOR_RULES:
         assert group == permissions.GROUP
         assert (resource == "trainingruns" and set(verbs) == {"get"}) or resource.endswith("/status")
         assert set(verbs) <= {"get", "patch"}
 
 
+def _reads_secrets(role: dict[str, Any]) -> bool:
+    return any("secrets" in rule["resources"] and set(rule["verbs"]) & {"get", "list", "watch"} for rule in role["rules"])
+
+
+def test_operator_reads_no_secret_unless_named_and_only_those_where_runs_are() -> None:
+    """It may create a Secret (a run's Ray token) but read only the webhook Secrets the chart names."""
+    secret_verbs = {v for _, r, v in declared(permissions.OPERATOR_RULES + permissions.OPERATOR_CLUSTER_RULES)
+                    if r == "secrets"}
+    assert secret_verbs == {"create"}
+    none = _render_values({"alerts": {"webhookSecrets": []}})
+    assert not [r for r in kinds(none, "Role") + kinds(none, "ClusterRole") if _reads_secrets(r)]
+    docs = render("everything")
+    roles = [r for r in kinds(docs, "Role") if _reads_secrets(r)]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["f1-batch", "f1-models"]
+    for role in roles:
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                                  "resourceNames": ["team-slack"]}]
+    granted = _bound_rules(docs, f"{RELEASE}-operator", NAMESPACE)
+    assert granted["f1-batch"] == {("", "secrets", "get")}
+    env = {e["name"]: e.get("value") for e in operator_deployment(docs)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PITWALL_ALERT_SECRETS"] == "team-slack"
+
+
 def test_declared_rules_are_sorted_unique_and_wildcard_free() -> None:
     every = (permissions.OPERATOR_RULES + permissions.OPERATOR_CLUSTER_RULES
-             + permissions.OPERATOR_NAMESPACE_RULES + permissions.TRAINER_RULES)
+             + permissions.OPERATOR_NAMESPACE_RULES + permissions.TRAINER_RUN_RULES + permissions.MONITOR_RULES)
     for group, resource, verbs in every:
         assert list(verbs) == sorted(set(verbs)), (group, resource)
         assert "*" not in (group, resource) and "*" not in verbs
-    for rules in (permissions.OPERATOR_RULES, permissions.OPERATOR_CLUSTER_RULES, permissions.TRAINER_RULES):
+    for rules in (permissions.OPERATOR_RULES, permissions.OPERATOR_CLUSTER_RULES, permissions.TRAINER_RUN_RULES):
         keys = [(group, resource) for group, resource, _ in rules]
         assert len(keys) == len(set(keys))
 
@@ -381,3 +407,57 @@ def test_chart_crds_validate_and_name_the_rbac_resources(version: str) -> None:
     own = {(group, resource.split("/")[0]) for group, resource, _ in permissions.OPERATOR_RULES
            if group == permissions.GROUP}
     assert own == plurals
+
+
+# --- admission and network policy ------------------------------------------------------------------
+
+def test_admission_policy_allows_only_the_trainer_image_and_listed_prefixes_and_accounts() -> None:
+    docs = render("everything")
+    policy = one(docs, "ValidatingAdmissionPolicy", f"{RELEASE}-run-pods")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", f"{RELEASE}-run-pods")
+    assert binding["spec"] == {"policyName": f"{RELEASE}-run-pods", "validationActions": ["Deny"]}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    rule = policy["spec"]["matchConstraints"]["resourceRules"][0]
+    assert rule["resources"] == ["trainingruns", "retrainpolicies"] and set(rule["operations"]) == {"CREATE", "UPDATE"}
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert yaml.safe_load(variables["allowedImages"]) == ["pitwall-trainer:", "pitwall-trainer@", "registry.example.com/f1/"]
+    assert yaml.safe_load(variables["allowedAccounts"]) == ["f1-trainer"]
+    assert not kinds(_render_values({"admission": {"enabled": False}}), "ValidatingAdmissionPolicy")
+
+
+def _render_values(values: dict[str, Any]) -> list[dict[str, Any]]:
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(values)
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return [doc for path, text in sorted(rendered.items()) if path.endswith(".yaml")
+            for doc in yaml.safe_load_all(text) if doc]
+
+
+RUN_PODS = {"matchExpressions": [{"key": "pitwall.io/training-run", "operator": "Exists"}]}
+
+
+def test_run_pods_accept_no_ingress_and_reach_only_runs_mlflow_the_api_server_and_dns() -> None:
+    docs = render("everything")
+    policies = [p for p in kinds(docs, "NetworkPolicy") if p["metadata"]["name"] == f"{RELEASE}-run-pods"]
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["f1-batch", "f1-models"]
+    for policy in policies:
+        spec = policy["spec"]
+        assert spec["podSelector"] == RUN_PODS
+        assert spec["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in spec
+        peers = [rule["to"] for rule in spec["egress"]]
+        assert peers[0] == [{"podSelector": RUN_PODS}]
+        assert peers[1][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "mlflow"
+        assert spec["egress"][1]["ports"] == [{"protocol": "TCP", "port": 5000}]
+        assert spec["egress"][2]["ports"] == [{"protocol": "TCP", "port": 6443}]
+        assert {p["port"] for p in spec["egress"][3]["ports"]} == {53}
+        assert len(spec["egress"]) == 4
+
+
+def test_the_operator_reaches_only_the_api_server_dns_and_https_when_alerting() -> None:
+    quiet = one(_render_values({"alerts": {"webhookSecrets": []}}), "NetworkPolicy", f"{RELEASE}-operator")["spec"]
+    assert [r["ports"][0]["port"] for r in quiet["egress"]] == [6443, 53]
+    alerting = one(render("everything"), "NetworkPolicy", f"{RELEASE}-operator")["spec"]
+    assert [r["ports"][0]["port"] for r in alerting["egress"]] == [6443, 53, 443]
+    mlflow = one(render("mlflow-sqlite"), "NetworkPolicy", f"{RELEASE}-mlflow")["spec"]
+    assert mlflow["ingress"] == [{"from": [{"namespaceSelector": {}, "podSelector": RUN_PODS}],
+                                  "ports": [{"protocol": "TCP", "port": 5000}]}]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pitwall_trainer.cli import main
 from pitwall_trainer.progress import ProgressUpdate
-from pitwall_trainer.reporting import TERMINATION_LIMIT, progress_status, termination_message
+from pitwall_trainer.reporting import TERMINATION_LIMIT, StatusReporter, progress_status, termination_message
 
 SMALL_SPEC = {
     "model": "race_winner",
@@ -97,6 +97,35 @@ def test_termination_message_stays_within_the_kubelet_limit() -> None:
     assert len(text.encode()) <= TERMINATION_LIMIT
     decoded = json.loads(text)
     assert decoded["ok"] is False and decoded["error"]["type"] == "RuntimeError"
+
+
+def test_a_long_result_keeps_the_model_version_and_the_first_metrics() -> None:
+    payload = {"ok": True, "exitCode": 0, "mlflow": {"modelVersion": "7", "runId": "r" * 32},
+               "promotion": {"promoted": True, "reason": "y" * 3000},
+               "metrics": {"top1_accuracy": 0.6, "log_loss": 1.2, **{f"m_{i}": 0.1 for i in range(150)}},
+               "baselines": {f"b_{i}": 0.5 for i in range(200)}, "bestParams": {f"p{i}": i for i in range(100)}}
+    decoded = json.loads(termination_message(payload))
+    assert decoded["mlflow"]["modelVersion"] == "7" and decoded["promotion"]["promoted"] is True
+    assert decoded["metrics"]["top1_accuracy"] == 0.6 and decoded["metrics"]["log_loss"] == 1.2
+    assert "baselines" not in decoded and "bestParams" not in decoded
+
+
+def test_non_finite_figures_are_named_never_sent() -> None:
+    """A real API server refuses a whole status patch holding one NaN; the other figures must land."""
+    sent: list[dict] = []
+
+    class Api:
+        def patch_namespaced_custom_object_status(self, group, version, namespace, plural, name, body):
+            json.dumps(body, allow_nan=False)  # what a real server accepts
+            sent.append(body["status"])
+
+    reporter = StatusReporter("rw", "f1", api=Api())
+    assert reporter.patch({"metrics": {"top1_accuracy": 0.5, "log_loss": float("nan")},
+                           "baselines": {"grid_only.log_loss": float("inf")}, "mlflow": {"modelVersion": "3"}})
+    assert sent[0]["metrics"] == {"top1_accuracy": 0.5} and sent[0]["mlflow"] == {"modelVersion": "3"}
+    assert sent[0]["nonFiniteMetrics"] == ["baselines.grid_only.log_loss", "metrics.log_loss"]
+    text = termination_message({"ok": True, "metrics": {"log_loss": float("-inf"), "top1_accuracy": 0.5}})
+    assert json.loads(text)["metrics"] == {"top1_accuracy": 0.5} and "NaN" not in text and "Infinity" not in text
 
 
 def test_progress_status_is_the_crd_shape() -> None:

@@ -177,6 +177,29 @@ def test_job_deleted_before_it_finished_fails_instead_of_retraining():
     assert out.failure["type"] == "JobDeleted" and out.transitions[0].type == "Warning"
 
 
+def test_a_finished_run_survives_its_jobs_deletion_when_the_trainer_reported():
+    """TTL 0, or the Job deleted while the operator was down: the trainer's own report is the result."""
+    running = apply({}, st.observe({}, 1, job(active=1), [], T0))
+    reported = {**running, **{k: RESULT_OK[k] for k in ("metrics", "mlflow", "promotion")}}
+    reported["metrics"] = {"top1_accuracy": 0.58}
+    out = st.job_lost(reported, 1, "rw-train", T1)
+    s = apply(reported, out)
+    assert s["state"] == "Succeeded" and out.failure is None and out.promoted is True
+    assert get_condition(s["conditions"], "ModelRegistered")["message"].startswith("version 3")
+    # figures without a promotion decision are not a finished run (MLflow failed after training)
+    partial = {**running, "metrics": {"top1_accuracy": 0.58}}
+    assert apply(partial, st.job_lost(partial, 1, "rw-train", T1))["state"] == "Failed"
+
+
+def test_a_refused_child_fails_the_run_once_with_the_servers_words():
+    out = st.child_refused({}, 2, "422: Job.batch \"rw-train\" is invalid: spec.template...", T1)
+    s = apply({}, out)
+    failed = get_condition(s["conditions"], "Failed")
+    assert s["state"] == "Failed" and failed["reason"] == "ChildRefused" and "is invalid" in failed["message"]
+    assert out.failure["type"] == "ChildRefused"
+    assert st.observe(s, 2, job(active=1), [], T2).status == st._base(s, None)  # sticky afterwards
+
+
 def test_status_patch_removes_keys_the_operator_dropped():
     current = {"state": "Failed", "completionTime": T0, "progress": {"percent": 5}}
     patch = st.status_patch(current, {"state": "Pending"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from datetime import UTC, datetime
@@ -27,6 +28,35 @@ NAME_ENV, NAMESPACE_ENV = "PITWALL_TRAININGRUN_NAME", "PITWALL_TRAININGRUN_NAMES
 TERMINATION_ENV = "PITWALL_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_LIMIT = 4096  # bytes the kubelet keeps of a termination message
+
+
+NON_FINITE_KEY = "nonFiniteMetrics"  # status field naming figures left out (JSON has no NaN)
+
+
+def finite(status: dict[str, Any]) -> dict[str, Any]:
+    """The status with every NaN or infinite number left out and named under `nonFiniteMetrics`.
+
+    A real API server refuses a whole patch that holds one NaN, and a termination message with
+    `NaN` is not JSON: one bad figure must not lose the model version and every other figure.
+    """
+    dropped: list[str] = []
+
+    def clean(value: Any, path: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            dropped.append(path)
+            return None
+        if isinstance(value, dict):
+            kept = {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+            return {k: v for k, v in kept.items() if v is not None or value[k] is None}
+        if isinstance(value, list):
+            return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    out = clean(status, "")
+    if dropped:
+        out[NON_FINITE_KEY] = sorted(dropped)[:64]
+        log.warning("left out non-finite figures: %s", ", ".join(dropped))
+    return out
 
 
 def _now() -> str:
@@ -81,7 +111,7 @@ class StatusReporter:
         """Merge-patch the status subresource; False (logged) when the API refused or was down."""
         try:
             self._client().patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, self.plural, self.name, {"status": status}
+                GROUP, VERSION, self.namespace, self.plural, self.name, {"status": finite(status)}
             )
             return True
         except Exception as error:  # noqa: BLE001 - reporting must never stop training
@@ -97,21 +127,28 @@ class StatusReporter:
         self.patch({"progress": progress_status(update)})
 
 
+# Dropped first when the message is over the kubelet's limit: the verdict, the model version and
+# the metrics go last (the operator reports them when the status patch did not arrive).
+_TRIM_ORDER = ("bestParams", "progress", "baselines", "regression")
+
+
 def termination_message(payload: dict[str, Any], limit: int = TERMINATION_LIMIT) -> str:
-    """Compact JSON within the kubelet's limit: drop the least needed parts first, never the verdict."""
-    trimmed = dict(payload)
-    text = json.dumps(trimmed, separators=(",", ":"), sort_keys=True)
-    for key in ("baselines", "metrics"):
-        if len(text.encode()) <= limit:
-            break
-        trimmed[key] = {}
-        text = json.dumps(trimmed, separators=(",", ":"), sort_keys=True)
-    if len(text.encode()) > limit and trimmed.get("error"):
-        error = dict(trimmed["error"])
-        error["message"] = str(error.get("message", ""))[:1000]
-        trimmed["error"] = error
-        text = json.dumps(trimmed, separators=(",", ":"), sort_keys=True)
-    return text
+    """Strict JSON within the kubelet's limit: drop the least needed parts first, never the verdict."""
+    trimmed = finite(payload)
+
+    def text() -> str:
+        return json.dumps(trimmed, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+    for key in _TRIM_ORDER:
+        if len(text().encode()) <= limit:
+            return text()
+        trimmed.pop(key, None)
+    for block, field, keep in (("error", "message", 1000), ("promotion", "reason", 200)):
+        if len(text().encode()) > limit and isinstance(trimmed.get(block), dict) and field in trimmed[block]:
+            trimmed[block] = {**trimmed[block], field: str(trimmed[block][field])[:keep]}
+    while len(text().encode()) > limit and trimmed.get("metrics"):
+        trimmed["metrics"] = dict(list(trimmed["metrics"].items())[:-1])  # the last metrics go first
+    return text()
 
 
 def write_termination_message(payload: dict[str, Any], path: str | None = None) -> Path | None:

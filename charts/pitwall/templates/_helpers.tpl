@@ -34,10 +34,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (printf "%s-operator" (include "pitwall.fullname" .)) .Values.serviceAccount.name }}
 {{- end }}
 
-{{- define "pitwall.trainerServiceAccount" -}}
-{{- default (printf "%s-trainer" (include "pitwall.fullname" .)) .Values.trainer.serviceAccount.name }}
-{{- end }}
-
 {{/* Where trainer pods run: explicit list, else the watched namespaces, else the release's. */}}
 {{- define "pitwall.trainerNamespaces" -}}
 {{- $ns := .Values.trainer.namespaces | default .Values.watchNamespaces | default (list .Release.Namespace) }}

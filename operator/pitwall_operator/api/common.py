@@ -163,10 +163,10 @@ class KeyRef(SecretKeyRef):
 
 
 # Set by the operator on every trainer pod: a user value would make the trainer write its results
-# into another resource's status or lose its termination message.
+# into another resource's status, lose its termination message, or turn off Ray's authentication.
 RESERVED_ENV = frozenset({
     "PITWALL_TRAININGRUN_NAME", "PITWALL_TRAININGRUN_NAMESPACE", "PITWALL_TERMINATION_LOG",
-    "PITWALL_RETRAINPOLICY_NAME", "PITWALL_RETRAINPOLICY_NAMESPACE",
+    "PITWALL_RETRAINPOLICY_NAME", "PITWALL_RETRAINPOLICY_NAMESPACE", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
 })
 
 
@@ -200,7 +200,7 @@ class EnvVar(SpecModel):
     @classmethod
     def _not_reserved(cls, name: str) -> str:
         if name in RESERVED_ENV:
-            raise ValueError(f"{name} is set by the operator (it says which resource the trainer reports to)")
+            raise ValueError(f"{name} is set by the operator (where the trainer reports, or how Ray authenticates)")
         return name
 
     @model_validator(mode="after")

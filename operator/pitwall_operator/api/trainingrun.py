@@ -320,7 +320,7 @@ class TrainingRunSpec(SpecModel):
     )
     node_selector: dict[str, str] | None = Field(None, max_length=32, description="Pod nodeSelector.")
     tolerations: list[Toleration] | None = Field(None, max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"}, description="Pod tolerations.")
-    service_account_name: str | None = Field(None, max_length=253, pattern=DNS_SUBDOMAIN, description="ServiceAccount of the pods; it needs `patch` on trainingruns/status to report progress. Omitted = the operator's configured trainer account.")
+    service_account_name: str | None = Field(None, max_length=253, pattern=DNS_SUBDOMAIN, description="ServiceAccount of the pods (the chart's admission.allowedServiceAccounts lists those allowed). Omitted = an account of this run's own, allowed to read this run and write its status only.")
     queue_name: str | None = Field(None, max_length=63, pattern=DNS_LABEL, description="Kueue LocalQueue: set as label kueue.x-k8s.io/queue-name on the Job and RayCluster (Kueue then admits them). Labels kueue.x-k8s.io/* on the TrainingRun's metadata are passed through as well; this field wins.")
     priority_class_name: str | None = Field(None, max_length=253, pattern=DNS_SUBDOMAIN, description="PriorityClass of the pods (also what Kueue uses for ordering when no WorkloadPriorityClass label is set).")
     run_policy: RunPolicy | None = Field(None, description="Retries, deadline and clean-up; omitted = backoffLimit 3, no deadline, children kept.")
@@ -389,6 +389,9 @@ class TrainingRunStatus(StatusModel):
     progress: Progress | None = Field(None, description="Live progress reported by the trainer.")
     metrics: dict[str, float] | None = Field(None, max_length=64, description="Final metrics on the evaluation races, name → value. " + _FINITE)
     baselines: dict[str, float] | None = Field(None, max_length=64, description="Baseline metrics on the same races (e.g. pole_sitter.top1_accuracy). " + _FINITE)
+    non_finite_metrics: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        None, max_length=64, description="Figures the trainer computed as NaN or infinite, named here and left out of metrics and baselines (JSON has no NaN).",
+    )
     best_params: dict[str, Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]] | None = Field(
         None, max_length=32, description="Best hyperparameters found by tuning."
     )

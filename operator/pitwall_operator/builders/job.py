@@ -11,6 +11,7 @@ from pitwall_operator.builders.meta import (
     kueue_labels,
     metadata,
     spec_configmap_name,
+    trainer_service_account,
 )
 from pitwall_operator.config import Settings
 
@@ -124,12 +125,15 @@ def trainer_command(settings: Settings) -> tuple[list[str], list[str]]:
     return ["pitwall-train"], ["run", "--spec", SPEC_PATH]
 
 
-def place_pod(pod_spec: dict[str, Any], spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Account, node selection and priority from the run's spec (shared with the Ray pods)."""
-    account = spec.get("serviceAccountName") or settings.trainer_service_account
-    if account:
-        pod_spec["serviceAccountName"] = account
-    for key in ("nodeSelector", "tolerations", "priorityClassName"):
+def place_pod(run: RunRef, pod_spec: dict[str, Any], spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Account, pull secrets, node selection and priority from the run's spec (shared with the Ray pods).
+
+    The account is the spec's, else the run's own (`builders/trainer_access.py`: rights on this
+    run only), never one shared by every run of the namespace.
+    """
+    del settings  # the builders' one signature
+    pod_spec["serviceAccountName"] = trainer_service_account(run, spec)
+    for key in ("imagePullSecrets", "nodeSelector", "tolerations", "priorityClassName"):
         if spec.get(key):
             pod_spec[key] = spec[key]
     return pod_spec
@@ -182,7 +186,7 @@ def build_job(
         "containers": [container],
         "volumes": vols,
     }
-    place_pod(pod_spec, spec, settings)
+    place_pod(run, pod_spec, spec, settings)
     meta = metadata(run, job_name(run.name), component, kueue)
     job_spec: dict[str, Any] = {
         "backoffLimit": int(run_policy.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)),

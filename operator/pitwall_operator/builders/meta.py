@@ -44,6 +44,16 @@ def spec_configmap_name(run: str) -> str:
     return f"{run}-spec"
 
 
+def access_name(run: str) -> str:
+    """A run's own ServiceAccount, Role and RoleBinding (`builders/trainer_access.py`)."""
+    return f"{run}-trainer"
+
+
+def trainer_service_account(run: RunRef, spec: dict[str, Any]) -> str:
+    """The account the run's pods use: the spec's own, else the run's own."""
+    return spec.get("serviceAccountName") or access_name(run.name)
+
+
 def labels(run: RunRef, component: str) -> dict[str, str]:
     """Selector-friendly labels; `pitwall.io/training-run` finds every child of one run."""
     return {

@@ -2,6 +2,8 @@
 
 Head and workers run the trainer image (so trial code and Ray match the driver), with the same
 restricted security context as the trainer Job. The driver Job reaches the head via RAY_ADDRESS.
+Ray's token authentication is on: head, workers and driver read one random token from the run's
+own Secret (KubeRay v1.5.0 has no auth option of its own), and the dashboard listens on loopback.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pitwall_operator.builders.job import container_security_context, place_pod, pod_security_context
-from pitwall_operator.builders.meta import RunRef, kueue_labels, metadata, ray_cluster_name
+from pitwall_operator.builders.meta import RUN_LABEL, RunRef, kueue_labels, metadata, ray_cluster_name
 from pitwall_operator.config import Settings
 
 RAY_VERSION = "2.60.0"  # the trainer image's ray[tune] pin (pyproject)
@@ -18,6 +20,26 @@ DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
 JOIN_ENV = "PITWALL_RAY_JOIN"  # the trainer's ray_engine.JOIN_ENV: join as a 0-CPU node first
 POD_IP_ENV = "PITWALL_POD_IP"  # the trainer's ray_engine.POD_IP_ENV
+TOKEN_KEY = "token"
+
+
+def ray_token_secret_name(run: RunRef) -> str:
+    """Unique to this run's uid: the operator may create Secrets but not read them, so a 409 must
+    mean "ours already" and never a predecessor's token."""
+    return f"{ray_cluster_name(run.name)}-token" + (f"-{run.uid[:8]}" if run.uid else "")
+
+
+def build_ray_token_secret(run: RunRef, token: str) -> dict[str, Any]:
+    """The run's Ray token (the caller draws it at random); deleted with the run."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": metadata(run, ray_token_secret_name(run), "ray-cluster"),
+            "stringData": {TOKEN_KEY: token}}
+
+
+def ray_auth_env(run: RunRef) -> dict[str, Any]:
+    """Token authentication for every Ray process of the run (name -> value or valueFrom)."""
+    return {"RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": {"valueFrom": {"secretKeyRef": {"name": ray_token_secret_name(run), "key": TOKEN_KEY}}}}
 
 
 def ray_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -48,7 +70,7 @@ def driver_env(run: RunRef, ray_cluster: dict[str, Any] | None) -> dict[str, Any
     (as KubeRay passes `--node-ip-address` to its own pods)."""
     return {"RAY_ADDRESS": head_address(run, ray_cluster), JOIN_ENV: "1",
             POD_IP_ENV: {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-            "PITWALL_RAY_CLUSTER": ray_cluster_name(run.name)}
+            "PITWALL_RAY_CLUSTER": ray_cluster_name(run.name), **ray_auth_env(run)}
 
 
 def is_ready(ray_cluster: dict[str, Any] | None) -> bool:
@@ -59,12 +81,13 @@ def is_ready(ray_cluster: dict[str, Any] | None) -> bool:
     return any(c.get("type") == "HeadPodReady" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
-def _container(name: str, image: str, spec: dict[str, Any], resources: dict | None, ports: list) -> dict:
+def _container(run: RunRef, name: str, image: str, spec: dict[str, Any], resources: dict | None, ports: list) -> dict:
+    env = {**ray_auth_env(run), "MLFLOW_DISABLE_TELEMETRY": "true"}
     container: dict[str, Any] = {
         "name": name,
         "image": image,
         "securityContext": container_security_context(),
-        "env": [{"name": "RAY_AUTH_MODE", "value": "disabled"}, {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}],
+        "env": [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in env.items()],
     }
     if ports:
         container["ports"] = ports
@@ -75,8 +98,8 @@ def _container(name: str, image: str, spec: dict[str, Any], resources: dict | No
     return container
 
 
-def _pod_spec(spec: dict[str, Any], settings: Settings, container: dict) -> dict[str, Any]:
-    return place_pod({"securityContext": pod_security_context(), "containers": [container]}, spec, settings)
+def _pod_spec(run: RunRef, spec: dict[str, Any], settings: Settings, container: dict) -> dict[str, Any]:
+    return place_pod(run, {"securityContext": pod_security_context(), "containers": [container]}, spec, settings)
 
 
 def build_ray_cluster(run: RunRef, spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -91,8 +114,8 @@ def build_ray_cluster(run: RunRef, spec: dict[str, Any], settings: Settings) -> 
         {"name": "dashboard", "containerPort": DASHBOARD_PORT},
         {"name": "client", "containerPort": CLIENT_PORT},
     ]
-    head = _container("ray-head", image, spec, cluster.get("headResources") or spec.get("resources"), head_ports)
-    worker = _container("ray-worker", image, spec, cluster.get("workerResources") or spec.get("resources"), [])
+    head = _container(run, "ray-head", image, spec, cluster.get("headResources") or spec.get("resources"), head_ports)
+    worker = _container(run, "ray-worker", image, spec, cluster.get("workerResources") or spec.get("resources"), [])
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
@@ -100,9 +123,10 @@ def build_ray_cluster(run: RunRef, spec: dict[str, Any], settings: Settings) -> 
         "spec": {
             "rayVersion": cluster.get("rayVersion") or RAY_VERSION,
             "headGroupSpec": {
-                # num-cpus 0: trials go to the workers; the head only coordinates
-                "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(spec, settings, head)},
+                # num-cpus 0: trials go to the workers; the head only coordinates. The dashboard
+                # (jobs API, logs) is for the head's own probes only: nobody needs it from outside.
+                "rayStartParams": {"dashboard-host": "127.0.0.1", "num-cpus": "0"},
+                "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(run, spec, settings, head)},
             },
             "workerGroupSpecs": [
                 {
@@ -111,8 +135,21 @@ def build_ray_cluster(run: RunRef, spec: dict[str, Any], settings: Settings) -> 
                     "minReplicas": workers,
                     "maxReplicas": workers,
                     "rayStartParams": {},
-                    "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(spec, settings, worker)},
+                    "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(run, spec, settings, worker)},
                 }
             ],
         },
+    }
+
+
+def build_network_policy(run: RunRef) -> dict[str, Any]:
+    """`<run>-ray`: the pods of this run (head, workers, the driver that joins as a Ray node) may
+    reach each other on any port; the chart's policy denies every other ingress to run pods, so no
+    other run's pods (nor anything else) reach this run's Ray. Create it with the RayCluster."""
+    same_run = {"podSelector": {"matchLabels": {RUN_LABEL: run.name}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(run, ray_cluster_name(run.name), "ray-cluster"),
+        "spec": {**same_run, "policyTypes": ["Ingress"], "ingress": [{"from": [same_run]}]},
     }

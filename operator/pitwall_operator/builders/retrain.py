@@ -270,6 +270,17 @@ def monitor_args(policy: PolicyRef, spec: dict[str, Any], data_dir: str | None) 
     return args
 
 
+def monitor_access_name(policy: str) -> str:
+    """A policy's monitoring account, Role and binding: its own suffix, so a run and a policy of
+    the same name never share one (`builders/trainer_access.py`)."""
+    return f"{policy}-monitor"
+
+
+def monitor_service_account(policy: PolicyRef, run_spec: dict[str, Any]) -> str:
+    """The account a policy's monitoring Job uses: its run template's own, else the policy's own."""
+    return run_spec.get("serviceAccountName") or monitor_access_name(policy.name)
+
+
 def build_monitor_job(policy: PolicyRef, spec: dict[str, Any], settings: Settings, when: datetime) -> dict[str, Any]:
     """A short Job of the trainer image computing the signals (and refreshing data, when allowed)."""
     run_spec = (spec.get("template") or {}).get("spec") or {}
@@ -306,9 +317,7 @@ def build_monitor_job(policy: PolicyRef, spec: dict[str, Any], settings: Setting
         container["imagePullPolicy"] = run_spec["imagePullPolicy"]
     pod: dict[str, Any] = {"restartPolicy": "Never", "securityContext": pod_security_context(),
                            "containers": [container], "volumes": volumes}
-    account = run_spec.get("serviceAccountName") or settings.trainer_service_account
-    if account:
-        pod["serviceAccountName"] = account
+    pod["serviceAccountName"] = monitor_service_account(policy, run_spec)
     labels = policy_labels(policy, MONITOR_COMPONENT)
     meta: dict[str, Any] = {"name": monitor_job_name(policy.name, when), "namespace": policy.namespace,
                             "labels": labels}

@@ -182,17 +182,45 @@ def created(
     return Outcome(desired, transitions)
 
 
+def trainer_reported_success(current: dict[str, Any]) -> bool:
+    """The trainer's final status report arrived: it writes `promotion` only after a model was
+    trained, evaluated and registered (a failure writes at most the figures)."""
+    return isinstance(current.get("promotion"), dict) and current["promotion"].get("promoted") is not None
+
+
 def job_lost(current: dict[str, Any], generation: int | None, job_name: str, now: str) -> Outcome:
-    """The Job vanished before it was seen to finish (deleted by hand, or a TTL shorter than our
-    observation): fail loudly rather than silently train again and register a second version."""
+    """The Job vanished before it was seen to finish (deleted by hand, by a TTL shorter than our
+    observation, or while the operator was down).
+
+    When the trainer's own final report reached the status, that is the result: the run
+    Succeeded whatever happened to the Job afterwards. Otherwise fail loudly rather than silently
+    train again and register a second version.
+    """
     desired = _base(current, generation)
+    if trainer_reported_success(current):
+        desired["jobName"] = job_name
+        return succeeded(current, desired, None, generation, now)
     message = f"Job {job_name} was deleted before it finished; the run is not retried"
-    _set(desired, "Running", False, "JobDeleted", "training stopped", generation, now)
-    _set(desired, "Failed", True, "JobDeleted", message, generation, now)
+    return _failed(desired, "JobDeleted", "JobDeleted", message, generation, now)
+
+
+def child_refused(current: dict[str, Any], generation: int | None, message: str, now: str) -> Outcome:
+    """The API server rejected a child as invalid (400/422): the same request would fail again."""
+    desired = _base(current, generation)
+    text = f"the API server refused a child of this run: {message}"
+    return _failed(desired, "ChildRefused", "ChildRefused", text, generation, now)
+
+
+def _failed(desired: dict[str, Any], reason: str, err_type: str, message: str, generation: int | None,
+            now: str) -> Outcome:
+    """Running False, Failed True with `reason`, a Warning Event and the failure for alerts."""
+    message = redact_text(message)
+    _set(desired, "Running", False, reason, "training stopped", generation, now)
+    _set(desired, "Failed", True, reason, message, generation, now)
     desired["completionTime"] = now
     desired["state"] = derive_state(desired["conditions"])
-    return Outcome(desired, [Transition("JobDeleted", message, "Warning")],
-                   failure={"type": "JobDeleted", "message": message})
+    return Outcome(desired, [Transition(reason, _clip(message), "Warning")],
+                   failure={"type": err_type, "message": message})
 
 
 def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -316,13 +344,7 @@ def observe(
         reason, err_type, message = _failure(failed, term, desired.get("attempts") or attempts)
         if term and term.result:
             _merge_result(desired, current, term.result)
-        _set(desired, "Running", False, reason, "training stopped", generation, now)
-        _set(desired, "Failed", True, reason, message, generation, now)
-        desired["completionTime"] = now
-        desired["state"] = derive_state(desired["conditions"])
-        return Outcome(
-            desired, [Transition(reason, _clip(message), "Warning")], failure={"type": err_type, "message": message}
-        )
+        return _failed(desired, reason, err_type, message, generation, now)
     transitions: list[Transition] = []
     status = job.get("status") or {}
     previous = get_condition(current.get("conditions"), "Running")

@@ -16,6 +16,7 @@ one PATCH. Until that patch is visible, other triggers wait for it (or retry), n
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections import defaultdict
@@ -34,8 +35,16 @@ from pitwall_operator.builders import status as st
 from pitwall_operator.builders.configmap import SPEC_KEY, build_spec_configmap
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.job import build_job
-from pitwall_operator.builders.meta import RunRef, job_name, ray_cluster_name, spec_configmap_name
-from pitwall_operator.builders.raycluster import build_ray_cluster, driver_env, is_ready, ray_settings
+from pitwall_operator.builders.meta import RUN_LABEL, RunRef, job_name, ray_cluster_name, spec_configmap_name
+from pitwall_operator.builders.raycluster import (
+    build_network_policy,
+    build_ray_cluster,
+    build_ray_token_secret,
+    driver_env,
+    is_ready,
+    ray_settings,
+)
+from pitwall_operator.builders.trainer_access import build_trainer_access
 from pitwall_operator.config import Settings
 
 log = logging.getLogger(__name__)
@@ -215,9 +224,11 @@ def report_error(namespace: str, name: str, body: dict[str, Any] | None, message
     _events.submit(_post_event, event)
 
 
-def _started_spec(namespace: str, name: str) -> dict[str, Any] | None:
-    """The spec the run's children were created with (its `<run>-spec` ConfigMap), if any."""
+def _started_spec(namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+    """The spec this run's children were created with (its `<run>-spec` ConfigMap), if any."""
     configmap = k8s.get("v1", "ConfigMap", namespace, spec_configmap_name(name))
+    if not k8s.owned_by(configmap, uid):  # a predecessor's, not yet garbage-collected
+        return None
     text = ((configmap or {}).get("data") or {}).get(SPEC_KEY)
     if not text:
         return None
@@ -248,7 +259,7 @@ def _reconcile(body: dict[str, Any], settings: Settings, seen_job: dict[str, Any
     try:
         spec = parse_training_run_spec(body.get("spec"), name).to_dict()
     except SpecError as exc:
-        started = _started_spec(namespace, name) if status.get("jobName") else None
+        started = _started_spec(namespace, name, meta.get("uid") or "") if status.get("jobName") else None
         if started is None:
             outcome = st.validation_failed(status, generation, exc.messages, now)
             return _finish(body, original, outcome, settings, body.get("spec") or {})
@@ -267,13 +278,61 @@ def _reconcile(body: dict[str, Any], settings: Settings, seen_job: dict[str, Any
             _delete_children(run)
         return _finish(body, original, st.suspended(status, generation, now), settings, spec)
 
-    extra_env: dict[str, str] = {}
+    try:
+        return _ensure_children(body, original, status, spec, run, settings, seen_job, now)
+    except k8s.StaleChild as exc:
+        if _remove_stale(run, exc.existing):
+            raise  # retried (kopf's delay) once the predecessor's object is gone
+        message = f"{exc}: it was not made by the operator for this run; delete or rename it"
+        return _finish(body, original, st.child_refused(status, generation, message, now), settings, spec)
+    except k8s.ApiError as exc:
+        if exc.status not in REFUSED:
+            raise
+        # The server will refuse the same object every time: fail once, saying why, not every 30 s.
+        _delete_children(run)
+        return _finish(body, original, st.child_refused(status, generation, str(exc), now), settings, spec)
+
+
+REFUSED = (400, 422)  # a child the API server rejects as invalid: retrying cannot help
+
+
+def _remove_stale(run: RunRef, existing: dict[str, Any]) -> bool:
+    """Delete a predecessor's child of the same name (the operator made it for an earlier run of
+    this name: its labels say so); False for anything else, which is never touched."""
+    labels = (existing.get("metadata") or {}).get("labels") or {}
+    if labels.get("app.kubernetes.io/managed-by") != "pitwall-operator" or labels.get(RUN_LABEL) != run.name:
+        return False
+    meta = existing["metadata"]
+    log.info("removing %s %s/%s of a previous run of the same name", existing["kind"], run.namespace, meta["name"])
+    k8s.delete(existing["apiVersion"], existing["kind"], run.namespace, meta["name"])
+    return True
+
+
+def _ours(obj: dict[str, Any] | None, run: RunRef) -> dict[str, Any] | None:
+    """The object if this run owns it; a predecessor's (same name, other uid) or a forged one is not."""
+    return obj if obj is not None and k8s.owned_by(obj, run.uid) else None
+
+
+def _ensure_access(run: RunRef, spec: dict[str, Any], settings: Settings) -> None:
+    """The run's own ServiceAccount, Role and RoleBinding, before any pod that uses them."""
+    for obj in build_trainer_access(run, spec, settings):
+        k8s.create(obj)
+
+
+def _ensure_children(body: dict[str, Any], original: dict[str, Any], status: dict[str, Any], spec: dict[str, Any],
+                     run: RunRef, settings: Settings, seen_job: dict[str, Any] | None, now: str) -> Result:
+    """Create what is missing (idempotent), then fold the Job's state into the status."""
+    name, namespace, generation = run.name, run.namespace, body["metadata"].get("generation")
+    extra_env: dict[str, Any] = {}
     ray = ray_settings(spec)
     if ray:
         cluster = None
         if status.get("rayClusterName") and status.get("state") != "Suspended":
-            cluster = k8s.get("ray.io/v1", "RayCluster", namespace, ray_cluster_name(name))
+            cluster = _ours(k8s.get("ray.io/v1", "RayCluster", namespace, ray_cluster_name(name)), run)
         if cluster is None:
+            _ensure_access(run, spec, settings)
+            k8s.create(build_ray_token_secret(run, secrets.token_hex(32)), read_back=False)
+            k8s.create(build_network_policy(run))
             cluster, _ = k8s.create(build_ray_cluster(run, spec, settings))
         if not is_ready(cluster):
             outcome = st.created(status, generation, now, job_name=None,
@@ -285,22 +344,28 @@ def _reconcile(body: dict[str, Any], settings: Settings, seen_job: dict[str, Any
                        ray_cluster_name=ray_cluster_name(name) if ray else None)
     job: dict[str, Any] | None = None
     if status.get("jobName") and status.get("state") != "Suspended":  # seen before: it must still be there
-        job = seen_job or k8s.get("batch/v1", "Job", namespace, job_name(name))
-        if job is None:
-            return _finish(body, original, st.job_lost(status, generation, job_name(name), now), settings, spec)
+        job = _ours(seen_job, run) or _ours(k8s.get("batch/v1", "Job", namespace, job_name(name)), run)
+        if job is None:  # gone: the trainer's own report, if it reached the status, still stands
+            return _end(body, original, st.job_lost(status, generation, job_name(name), now), settings, spec, run)
     if job is None:
         component = "tuning-driver" if ray else "trainer"
+        _ensure_access(run, spec, settings)
         k8s.create(build_spec_configmap(run, spec))  # before the Job: its pod mounts it
         job, created = k8s.create(build_job(run, spec, settings, extra_env=extra_env, component=component))
         if created:
-            metrics.job_created(meta.get("creationTimestamp"))
+            metrics.job_created(body["metadata"].get("creationTimestamp"))
     if (job.get("metadata") or {}).get("deletionTimestamp"):  # the pre-suspension Job is still going away
         return _finish(body, original, first, settings, spec)
     second = st.observe(first.status, generation, job, _pods_if_finished(namespace, job), now)
     outcome = st.Outcome(second.status, first.transitions + second.transitions,
                          second.failure, second.regression, second.promoted)
-    if outcome.state in ("Succeeded", "Failed") and ray:
-        k8s.delete("ray.io/v1", "RayCluster", namespace, ray_cluster_name(name))  # the tuning is over
+    return _end(body, original, outcome, settings, spec, run)
+
+
+def _end(body: dict, original: dict, outcome: st.Outcome, settings: Settings, spec: dict, run: RunRef) -> Result:
+    """_finish, and once the run has ended its RayCluster goes (whichever way it ended)."""
+    if outcome.state in ("Succeeded", "Failed") and ray_settings(spec):
+        k8s.delete("ray.io/v1", "RayCluster", run.namespace, ray_cluster_name(run.name))
     return _finish(body, original, outcome, settings, spec)
 
 
@@ -313,8 +378,11 @@ def _pods_if_finished(namespace: str, job: dict[str, Any]) -> list[dict[str, Any
 
 
 def _delete_children(run: RunRef) -> None:
+    """Stop the run's pods; its spec ConfigMap goes too, so a spec edited meanwhile is the one
+    that starts again (the access objects stay: they hold no state)."""
     k8s.delete("batch/v1", "Job", run.namespace, job_name(run.name))
     k8s.delete("ray.io/v1", "RayCluster", run.namespace, ray_cluster_name(run.name))
+    k8s.delete("v1", "ConfigMap", run.namespace, spec_configmap_name(run.name))
 
 
 def delete_children(body: dict[str, Any]) -> None:

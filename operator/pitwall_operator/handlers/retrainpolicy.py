@@ -30,6 +30,7 @@ from pitwall_operator.api.retrainpolicy import duration_seconds
 from pitwall_operator.builders import retrain as rt
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.status import parse_termination, status_patch
+from pitwall_operator.builders.trainer_access import build_monitor_access
 from pitwall_operator.config import GROUP, VERSION
 from pitwall_operator.handlers.kopf_handlers import SETTINGS
 
@@ -128,6 +129,8 @@ def _monitor(body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any],
         k8s.delete("batch/v1", "Job", namespace, job["metadata"]["name"])  # consumed
     interval = duration_seconds(spec.get("checkInterval", "15m"))
     if not running and rt.check_due(rt.parse_time(status.get("lastCheckTime")), interval, now):
+        for obj in build_monitor_access(policy, (spec.get("template") or {}).get("spec") or {}):
+            k8s.create(obj)  # its own account, allowed to write this policy's status only
         k8s.create(rt.build_monitor_job(policy, spec, SETTINGS, now))
         desired["lastCheckTime"] = rt.iso(now)
     return reasons, fresh
