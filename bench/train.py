@@ -1,5 +1,6 @@
-"""Benchmark the trainer: wall time and peak memory of `train` per model on 2022-2024, then
-backtests of 2022, 2023 and 2024 against the baselines. Prints tables (and --json FILE).
+"""Benchmark the trainer: wall time and peak memory of `train` per model on 2022-2024, then, for
+each model and season 2019-2024, a walk-forward backtest (every race predicted by a model retrained
+on all races before it) beside each baseline, with its wall time. Prints tables (and --json FILE).
 
     PITWALL_DATA_DIR=../shared/data/f1-ergast .venv/bin/python bench/train.py
 
@@ -20,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from pitwall_trainer.evaluation.metrics import HEADLINE, worse
+
 MODELS = ("race_winner", "quali_order", "pit_window")
-SEASONS = (2022, 2023, 2024)
-HEADLINE = {"race_winner": ("top1_accuracy", "log_loss"), "quali_order": ("ndcg_at_10", "spearman", "pole_accuracy"),
-            "pit_window": ("mae_laps", "within_3_laps")}
+SEASONS = (2019, 2020, 2021, 2022, 2023, 2024)
 
 
 def child(argv: list[str]) -> int:
@@ -46,6 +47,10 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict:
     if record["code"] != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({record['code']}):\n{record['stderr']}")
     return record
+
+
+def _pair(values: dict, metrics: tuple[str, ...]) -> str:
+    return " / ".join(f"{values[m]:.3f}" if m in values else "-" for m in metrics)
 
 
 def main() -> int:
@@ -83,20 +88,28 @@ def main() -> int:
               f"{res['primary_value']:.3f} ({res['algorithm']})")
 
     if not args.skip_backtest:
-        print("\nbacktest (each race predicted by a model retrained on every race before it)")
-        print(f"{'model':<13}{'season':>7}{'wall s':>8}  {'metric':<15}{'model':>8}  baselines")
+        print("\nbacktest (each race predicted by a model retrained on every race before it); "
+              "'worse than' names each baseline figure the model loses")
         for model in models:
+            metrics = HEADLINE[model]
+            print(f"\n{model}: {' / '.join(metrics)}")
+            header = None
             for season in args.seasons.split(","):
-                rec = measure([*exe, "backtest", "--model", model, "--season", season, *algo,
-                               "--json"], env)
+                rec = measure([*exe, "backtest", "--model", model, "--season", season, *algo, "--json"], env)
                 res = rec["result"]
                 figures["backtest"][f"{model}/{season}"] = {"wall_s": rec["wall_s"], "peak_mb": rec["peak_mb"],
+                                                           "algorithm": res["algorithm"], "races": res["races"],
                                                            "metrics": res["metrics"], "baselines": res["baselines"]}
-                for i, metric in enumerate(HEADLINE[model]):
-                    base = "  ".join(f"{name} {vals[metric]:.3f}" for name, vals in res["baselines"].items()
-                                     if metric in vals)
-                    head = f"{model:<13}{season:>7}{rec['wall_s']:>8.1f}" if i == 0 else " " * 28
-                    print(f"{head}  {metric:<15}{res['metrics'][metric]:>8.3f}  {base}")
+                if header is None:
+                    header = f"{'season':<7}{'races':>6}{'wall s':>8}{'s/race':>8}  {res['algorithm']:<22}" + "".join(
+                        f"{name:<22}" for name in res["baselines"]) + "verdict"
+                    print(header)
+                cells = [f"{season:<7}{res['races']:>6}{rec['wall_s']:>8.1f}{rec['wall_s'] / res['races']:>8.2f}  "
+                         + f"{_pair(res['metrics'], metrics):<22}"]
+                cells += [f"{_pair(vals, metrics):<22}" for vals in res["baselines"].values()]
+                losses = [f"{name} {m}" for name, vals in res["baselines"].items() for m in metrics
+                          if m in vals and worse(m, res["metrics"][m], vals[m])]
+                print("".join(cells) + ("worse than " + ", ".join(losses) if losses else "beats every baseline"))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(figures, indent=2))
     return 0

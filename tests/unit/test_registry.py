@@ -351,3 +351,64 @@ def test_file_card_dir_must_exist(make_result, uri, client, model):
     with pytest.raises(ConfigError, match="/nonexistent/card"):
         registry.log_and_register(result, tracking_uri=uri)
     assert client.get_experiment_by_name(f"pitwall-{model}") is None
+
+
+# ----------------------------------------------------------------------------- what the registry serves
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Each model trained by the trainer on 2024 with its default algorithm (quick: a 3-race holdout)."""
+    from pitwall_trainer.features import load_feature_matrix
+    from pitwall_trainer.training import train
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PITWALL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "pitwall-cache"))
+        frame = load_feature_matrix(data_dir, validate=False).frame
+        results = {m: train(m, "logistic_regression", [2024], data_dir, walk_forward_folds=0, holdout_races=3,
+                            validate=False, show_progress=False) for m in ("race_winner", "quali_order", "pit_window")}
+    return {"frame": frame, "results": results}
+
+
+def _two_races(frame, features: list[str]):
+    races = frame[(frame["year"] == 2024) & frame["round"].isin([5, 6])]
+    return races[["raceId", "driverId", "driverRef", *features]].sample(frac=1.0, random_state=3)
+
+
+@pytest.mark.parametrize("kind", ["race_winner", "quali_order", "pit_window"])
+def test_champion_served_by_pyfunc_answers_per_race(trained, kind, uri, client, loader_uri, request):
+    """`mlflow.pyfunc.load_model("models:/<name>@champion").predict(entries)`: what a user needs."""
+    from pitwall_trainer.monitoring.signals import load_champion
+
+    result = trained["results"][kind]
+    name = "served_" + re.sub(r"\W", "_", request.node.name)[:50]
+    record = registry.log_and_register(result, tracking_uri=uri, registered_model_name=name)
+    assert registry.promote(record, result, tracking_uri=uri).promoted
+    assert client.get_run(record.run_id).data.tags["pitwall.flavour"] == "pyfunc"
+    served = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    inputs = {c.name: c.required for c in served.metadata.signature.inputs.inputs}
+    assert inputs["raceId"] is False and inputs["driverRef"] is False
+    assert all(inputs[f] for f in result.feature_names)
+    assert served.metadata.get_input_schema() is not None
+
+    entries = _two_races(trained["frame"], result.feature_names)
+    out = served.predict(entries)
+    assert len(out) == len(entries)
+    assert out["driverRef"].tolist() == entries["driverRef"].tolist()  # the input's order, ids echoed
+    by_race = out.groupby("raceId")
+    if kind == "race_winner":
+        assert by_race["prob"].sum().to_numpy() == pytest.approx([1.0, 1.0])
+        assert out["prob"].between(0, 1).all()
+        one_race = entries[entries["raceId"] == entries["raceId"].iloc[0]]
+        alone = served.predict(one_race.drop(columns=["raceId", "driverId", "driverRef"]))
+        assert list(alone.columns) == ["prob"] and alone["prob"].sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(alone["prob"], out.loc[entries["raceId"].to_numpy() == one_race["raceId"].iloc[0],
+                                                          "prob"])
+    elif kind == "quali_order":
+        for _, race in by_race:
+            assert sorted(race["pred_rank"]) == list(range(1, len(race) + 1))
+    else:
+        assert out["pred_lap"].between(1, 80).all() and out["pred_lap"].nunique() > 1
+
+    champion = load_champion(kind, registry.champion_info(name, tracking_uri=uri), tracking_uri=uri)
+    assert champion.load_error is None and champion.fitted.feature_names == result.feature_names

@@ -58,12 +58,24 @@ def test_train_holdout_for_pit_window(tmp_path, capsys):
     assert "circuit_median" in result["baselines"]
 
 
-def test_backtest_json(capsys):
-    code = main(["backtest", "--model", "quali_order", "--season", "2024", "--params", FAST, "--json"])
+def test_backtest_json_with_the_default_algorithm_and_a_per_season_card(tmp_path, capsys):
+    card = tmp_path / "card"
+    code = main(["backtest", "--model", "quali_order", "--season", "2024", "--card-dir", str(card), "--json"])
     result = _last_json(capsys.readouterr().out)
-    assert code == 0 and result["races"] == 24
+    assert code == 0 and result["races"] == 24 and result["algorithm"] == "logistic_regression"
     assert {"spearman", "ndcg_at_10", "pole_accuracy"} <= set(result["metrics"])
     assert "previous_race" in result["baselines"]
+    import pandas as pd
+
+    seasons = pd.read_csv(card / "per_season.csv")
+    assert seasons["season"].tolist() == [2024] and seasons["races"].tolist() == [24]
+    row = seasons.iloc[0]
+    assert row["model.ndcg_at_10"] == pytest.approx(result["metrics"]["ndcg_at_10"])
+    assert row["previous_race.spearman"] == pytest.approx(result["baselines"]["previous_race"]["spearman"])
+    worse = [f"previous_race {k}" for k in ("ndcg_at_10", "spearman")
+             if row[f"model.{k}"] < row[f"previous_race.{k}"]]
+    assert row["verdict"] == ("worse than " + ", ".join(worse) if worse else "beats every baseline")
+    assert "Per season: model vs each baseline" in (card / "card.md").read_text()
 
 
 @pytest.mark.parametrize(

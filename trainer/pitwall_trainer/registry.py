@@ -294,7 +294,9 @@ def _pip_requirements(estimator: Any, kwargs: dict[str, Any]) -> list[str]:
     if _contains_xgboost(estimator):
         names.append(("xgboost-cpu", "xgboost"))
     fmt = kwargs.get("serialization_format")
-    if fmt == "skops":
+    if fmt == "pyfunc":  # the trainer's own PythonModel: mlflow loads it, cloudpickle stores it
+        names += [("mlflow",), ("cloudpickle",)]
+    elif fmt == "skops":
         names.append(("skops",))
     elif fmt == "cloudpickle":
         names.append(("cloudpickle",))
@@ -305,6 +307,8 @@ def _signature(result: TrainResult) -> Any:
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
+    if result.serving is not None:
+        return _serving_signature(result)
     if result.input_example is not None:
         import xgboost as xgb
 
@@ -318,6 +322,23 @@ def _signature(result: TrainResult) -> Any:
         return infer_signature(result.input_example, output)
     log.warning("no input example: signature built from feature names as doubles")
     return ModelSignature(inputs=Schema([ColSpec("double", name) for name in result.feature_names]))
+
+
+def _serving_signature(result: TrainResult) -> Any:
+    """The pyfunc's signature from its answer to the input example; the id columns are optional."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    if result.input_example is None:
+        raise ConfigError("a served model needs an input example (one race's entries)")
+    try:
+        output = result.serving.predict(None, result.input_example)
+    except Exception as error:
+        raise ConfigError(f"the model cannot predict its own input example: {error}") from error
+    inferred = infer_signature(result.input_example, output)
+    optional = {"raceId", "driverId", "driverRef"}
+    inputs = Schema([ColSpec(c.type, c.name, required=c.name not in optional) for c in inferred.inputs.inputs])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)
 
 
 # ----------------------------------------------------------------------------- values
@@ -392,14 +413,15 @@ def log_and_register(
     experiment = experiment or f"{NAME_PREFIX}{result.model}"
     name = registered_model_name or registered_name(result.model)
     # Everything that can fail on our side is checked before MLflow is touched.
-    flavour, flavour_kwargs = choose_flavour(result.estimator)
+    flavour, flavour_kwargs = ("pyfunc", {}) if result.serving is not None else choose_flavour(result.estimator)
     signature = _signature(result)
     missing = [
         p for p in [result.card_dir, *result.extra_artifacts] if p is not None and not Path(p).exists()
     ]
     if missing:
         raise ConfigError(f"artifacts to log do not exist: {', '.join(map(str, missing))}")
-    pip_requirements = _pip_requirements(result.estimator, flavour_kwargs)
+    pip_requirements = _pip_requirements(
+        result.estimator, {"serialization_format": "pyfunc"} if flavour == "pyfunc" else flavour_kwargs)
     params = {_key(k): _param_value(v) for k, v in result.params.items()}
     params.setdefault("data_hash", str(result.data_hash))
     params.setdefault("seasons", ",".join(str(s) for s in result.seasons))
@@ -408,7 +430,7 @@ def log_and_register(
     tags = {
         **_identity_tags(result),
         "pitwall.flavour": flavour
-        if flavour == "xgboost"
+        if flavour in ("xgboost", "pyfunc")
         else f"sklearn/{flavour_kwargs['serialization_format']}",
     }
     parent = mlflow.active_run()  # e.g. a tuning study's run: ours becomes its child
@@ -478,6 +500,11 @@ def _log_model(
         "input_example": result.input_example,
         "pip_requirements": pip,
     }
+    if flavour == "pyfunc":  # bundle the trainer's code: a serving process needs only the pip packages
+        import mlflow.pyfunc
+
+        code = Path(__file__).resolve().parent
+        return mlflow.pyfunc.log_model(python_model=result.serving, code_paths=[str(code)], **common)
     if flavour == "xgboost":
         import mlflow.xgboost
 

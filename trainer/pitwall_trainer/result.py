@@ -29,10 +29,13 @@ class TrainResult:
     input_example: Any = None  # a small DataFrame of feature rows (MLflow signature)
     card_dir: Path | None = None  # model card: card.md plus PNG plots
     extra_artifacts: list[Path] = field(default_factory=list)
+    # What the registry logs when set: an mlflow PythonModel answering per race (serving.PitwallModel);
+    # when None the bare estimator is logged in its own flavour.
+    serving: Any = None
 
     def summary(self) -> dict[str, Any]:
         """The JSON-friendly part (no estimator, no frames)."""
-        out = {k: v for k, v in asdict(self).items() if k not in {"estimator", "input_example", "extra_artifacts"}}
+        out = {k: v for k, v in asdict(self).items() if k not in {"estimator", "input_example", "extra_artifacts", "serving"}}
         out["card_dir"] = str(self.card_dir) if self.card_dir else None
         return out
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from pitwall_trainer import serving
 from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.evaluation import splits
 from pitwall_trainer.evaluation.card import write_card
@@ -150,7 +151,8 @@ def train(
         data_hash=matrix.data_hash,
         seasons=list(seasons),
         train_end_date=fitted.train_end_date,
-        input_example=final_rows[features].tail(5).reset_index(drop=True),
+        input_example=serving.input_example(fitted, final_rows),
+        serving=serving.PitwallModel(fitted),
     )
     if card_dir is None:  # every run gets a card: beside the model file, else in a fresh temp folder
         card_dir = (Path(output).with_name(Path(output).stem + "_card") if output is not None

@@ -301,7 +301,7 @@ class TrainingRunSpec(SpecModel):
     model_config = ConfigDict(title="TrainingRunSpec")
 
     model: ModelName = Field(..., description="Which model: race_winner, quali_order or pit_window.")
-    algorithm: Algorithm = Field("xgboost", description="Estimator family.")
+    algorithm: Algorithm = Field("logistic_regression", description="Estimator family; the default is the same for every model (a conditional logit for race_winner, Ridge for quali_order and pit_window).")
     data: Data = Field(..., description="Seasons and where the Ergast-schema tables come from.")
     evaluation: Evaluation | None = Field(None, description="Holdout and walk-forward folds; omitted = the last season held out.")
     tuning: Tuning | None = Field(None, description="Hyperparameter search; omitted = train once with the algorithm's defaults.")

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "held out and never seen); stop bad trials early; log trials to MLflow.",
     )
     parser.add_argument("--model", required=True, help="race_winner, quali_order or pit_window")
-    parser.add_argument("--algorithm", default="xgboost", help="xgboost, random_forest or logistic_regression")
+    parser.add_argument("--algorithm", help="xgboost, random_forest or logistic_regression (default: the model's)")
     parser.add_argument("--seasons", type=seasons_arg, default=seasons_arg(DEFAULT_SEASONS),
                         help=f"seasons; the last is held out (default {DEFAULT_SEASONS})")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then local SQLite)")
@@ -109,6 +109,9 @@ def best_params_from_args(
 
 
 def run_tune(args: argparse.Namespace) -> int:
+    from pitwall_trainer.models.factory import get_spec
+
+    args.algorithm = args.algorithm or get_spec(args.model).default_algorithm
     result = tune_from_args(args, args.model, args.algorithm, args.seasons, args.data_dir)
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
     human = (

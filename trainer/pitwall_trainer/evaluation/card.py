@@ -16,11 +16,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pitwall_trainer.evaluation.metrics import model_metrics  # noqa: E402
-from pitwall_trainer.evaluation.runner import Evaluation  # noqa: E402
+from pitwall_trainer.evaluation.metrics import HEADLINE, model_metrics, worse  # noqa: E402
+from pitwall_trainer.evaluation.runner import Evaluation, score_baselines  # noqa: E402
 from pitwall_trainer.models.factory import FittedModel, feature_importance  # noqa: E402
 
 PLOTS = ("calibration.png", "feature_importance.png", "per_race.png")
+PER_SEASON = "per_season.csv"
+
+
+def per_season(ev: Evaluation) -> pd.DataFrame:
+    """One row per evaluated season: the model's headline metrics beside each baseline's, and a verdict.
+
+    The verdict names every (baseline, metric) the model is worse on; "beats every baseline" when none.
+    """
+    rows = []
+    for year, pred in ev.predictions.groupby("year", sort=True):
+        model = model_metrics(ev.model, pred)
+        row: dict[str, Any] = {"season": int(year), "races": int(pred["raceId"].nunique())}
+        row.update({f"model.{k}": model[k] for k in HEADLINE[ev.model]})
+        losses = []
+        for name, metrics in score_baselines(ev.model, pred, list(ev.baselines)).items():
+            for k in HEADLINE[ev.model]:
+                if k not in metrics:
+                    continue
+                row[f"{name}.{k}"] = metrics[k]
+                if worse(k, model[k], metrics[k]):
+                    losses.append(f"{name} {k}")
+        row["verdict"] = "worse than " + ", ".join(losses) if losses else "beats every baseline"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _per_race(ev: Evaluation) -> pd.DataFrame:
@@ -51,10 +75,13 @@ def _plot_calibration(ev: Evaluation, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     if ev.model == "race_winner":
         bins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0])
-        idx = np.clip(np.digitize(pred["prob"], bins) - 1, 0, len(bins) - 2)
-        grouped = pred.groupby(idx).agg(p=("prob", "mean"), y=("won", "mean"), n=("won", "size"))
         ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
-        ax.plot(grouped["p"], grouped["y"], "o-", label="model")
+        for column, label in (("prob", "model"), ("baseline.grid_only.prob", "grid only")):
+            if column not in pred:
+                continue
+            idx = np.clip(np.digitize(pred[column], bins) - 1, 0, len(bins) - 2)
+            grouped = pred.groupby(idx).agg(p=(column, "mean"), y=("won", "mean"))
+            ax.plot(grouped["p"], grouped["y"], "o-" if column == "prob" else "s:", label=label)
         ax.set(xlabel="predicted win probability", ylabel="observed win rate", title="Calibration")
         ax.legend()
     elif ev.model == "quali_order":
@@ -114,6 +141,8 @@ def write_card(folder: Path, context: dict[str, Any], ev: Evaluation, fitted: Fi
     _plot_calibration(ev, folder / PLOTS[0])
     importance = _plot_importance(fitted, folder / PLOTS[1])
     _plot_per_race(per_race, ev.model, folder / PLOTS[2])
+    seasons = per_season(ev)
+    seasons.to_csv(folder / PER_SEASON, index=False)
 
     metric_names = [k for k in ev.metrics if k not in {"n_races", "n_stops"}]
     header = "| metric | model | " + " | ".join(ev.baselines) + " |"
@@ -140,10 +169,16 @@ Baselines are scored on the same races and fitted on the same training races.
 
 {chr(10).join(lines)}
 
+### Per season: model vs each baseline
+Each season's races pooled; the verdict names every baseline figure the model is worse on
+(also in `{PER_SEASON}`).
+
+{_markdown(seasons)}
+
 {folds}
 
 ## Per race
-{per_race.drop(columns=["raceId"]).to_markdown(index=False) if _has_tabulate() else per_race.to_string(index=False)}
+{_markdown(per_race.drop(columns=["raceId"]))}
 
 ## Most important features
 {chr(10).join(f"- {name}: {value:.4f}" for name, value in importance.items())}
@@ -160,6 +195,10 @@ Baselines are scored on the same races and fitted on the same training races.
 """
     (folder / "card.md").write_text(text)
     return folder
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else table.to_string(index=False)
 
 
 def _has_tabulate() -> bool:

@@ -59,6 +59,19 @@ def pit_window_metrics(pred: pd.DataFrame, score: str = "score") -> dict[str, fl
             "n_races": float(rows["raceId"].nunique()), "n_stops": float(len(rows))}
 
 
+# The figures a model must win to be worth promoting, per model; and the metrics where lower is better.
+HEADLINE = {"race_winner": ("top1_accuracy", "log_loss"), "quali_order": ("ndcg_at_10", "spearman"),
+            "pit_window": ("mae_laps", "within_3_laps")}
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae_laps"})
+
+
+def worse(metric: str, model_value: float, baseline_value: float) -> bool:
+    """True when the model's value is strictly worse than the baseline's (a tie is not worse)."""
+    if metric in LOWER_IS_BETTER:
+        return model_value > baseline_value
+    return model_value < baseline_value
+
+
 METRICS = {"race_winner": race_winner_metrics, "quali_order": quali_order_metrics,
            "pit_window": pit_window_metrics}
 

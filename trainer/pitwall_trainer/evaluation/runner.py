@@ -102,11 +102,17 @@ def evaluate_folds(
         if on_fold is not None:
             on_fold(outcome)
     pred = pd.concat([o.predictions for o in outcomes])
+    return Evaluation(model, algorithm, outcomes, pred, model_metrics(model, pred),
+                      score_baselines(model, pred, list(outcomes[0].baselines)))
+
+
+def score_baselines(model: str, pred: pd.DataFrame, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Metrics of each baseline from its `baseline.<name>` columns of pooled predictions."""
     keep = pred[[c for c in KEEP if c in pred]]
     baselines = {}
-    for name in outcomes[0].baselines:
+    for name in names:
         scored = keep.assign(score=pred[f"baseline.{name}"])
         if f"baseline.{name}.prob" in pred:
             scored["prob"] = pred[f"baseline.{name}.prob"]
         baselines[name] = baseline_metrics(model, scored)
-    return Evaluation(model, algorithm, outcomes, pred, model_metrics(model, pred), baselines)
+    return baselines

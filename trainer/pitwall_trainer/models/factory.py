@@ -23,6 +23,7 @@ from xgboost import XGBClassifier, XGBRanker, XGBRegressor
 
 from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.models import pit_window, quali_order, race_winner
+from pitwall_trainer.models.race_winner import ConditionalLogit, utilities_from_probabilities
 from pitwall_trainer.models.spec import CLASSIFY, RANK, ModelSpec
 
 MODELS: dict[str, ModelSpec] = {m.SPEC.name: m.SPEC for m in (race_winner, quali_order, pit_window)}
@@ -45,10 +46,27 @@ DEFAULT_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
 for _name in MODELS:
     DEFAULT_PARAMS[(_name, "random_forest")] = {"n_estimators": 200, "min_samples_leaf": 5,
                                                 "max_features": 0.5, "n_jobs": 1, "random_state": 0}
-# race_winner: C from per-race backtests of 2019-2023 (bench/race_winner_selection.md).
-DEFAULT_PARAMS[("race_winner", "logistic_regression")] = {"C": 0.05, "max_iter": 2000}
+# race_winner's linear model is the conditional logit (a softmax over each race's field); C is the
+# inverse L2 strength per race, chosen on per-race backtests of 2019-2023 (bench/race_winner_selection.md).
+DEFAULT_PARAMS[("race_winner", "logistic_regression")] = {"C": 10.0, "max_iter": 1000}
 DEFAULT_PARAMS[("quali_order", "logistic_regression")] = {"alpha": 1.0}
 DEFAULT_PARAMS[("pit_window", "logistic_regression")] = {"alpha": 1.0}
+
+
+def _linear_class(model: str, spec: ModelSpec) -> type:
+    """race_winner: a conditional logit over the race's field; other classifiers: LogisticRegression."""
+    if model == "race_winner":
+        return ConditionalLogit
+    return LogisticRegression if spec.task == CLASSIFY else Ridge
+
+
+def _final_step(estimator: Any) -> Any:
+    return estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+
+
+def is_per_race_choice(estimator: Any) -> bool:
+    """True when the estimator is fitted on whole races (needs the race id) and outputs utilities."""
+    return isinstance(_final_step(estimator), ConditionalLogit)
 
 
 def get_spec(model: str) -> ModelSpec:
@@ -95,7 +113,7 @@ def build_estimator(model: str, algorithm: str, params: dict[str, Any] | None = 
         cls = RandomForestClassifier if spec.task == CLASSIFY else RandomForestRegressor
         bad = sorted(set(merged) - _accepted(cls))
     else:  # logistic_regression: a linear model (Ridge regression for the rank/regress tasks)
-        cls = LogisticRegression if spec.task == CLASSIFY else Ridge
+        cls = _linear_class(model, spec)
         bad = sorted(set(merged) - _accepted(cls))
     if bad:
         raise ConfigError(f"params: {bad[0]!r} is not a parameter of {algorithm} for {model}")
@@ -160,6 +178,8 @@ def fit_model(
         estimator.fit(X.iloc[order], y[order], qid=rows["raceId"].to_numpy()[order])
     elif spec.task == RANK:
         estimator.fit(X, rows[spec.target].astype("float64").to_numpy())  # regress the position
+    elif is_per_race_choice(estimator):  # the likelihood is per race: it needs each row's race
+        estimator.fit(X, y, model__groups=rows["raceId"].to_numpy())
     else:
         estimator.fit(X, y)
     return FittedModel(
@@ -175,12 +195,18 @@ def fit_model(
 
 
 def raw_scores(fitted: FittedModel, rows: pd.DataFrame, iteration_range: tuple[int, int] | None = None) -> np.ndarray:
-    """Estimator output for `rows`: P(win), a ranking score (higher = better) or a lap."""
+    """Estimator output for `rows`: a win utility, a ranking score (higher = better) or a lap.
+
+    race_winner's utility is the conditional logit's x·w, or log P(win) of an independent
+    classifier; the model's postprocess turns either into a softmax over each race's field.
+    """
     X = rows[fitted.feature_names]
     kwargs = {"iteration_range": iteration_range} if iteration_range and fitted.algorithm == "xgboost" else {}
     spec = fitted.spec
+    if spec.task == CLASSIFY and is_per_race_choice(fitted.estimator):
+        return np.asarray(fitted.estimator.decision_function(X))
     if spec.task == CLASSIFY:
-        return fitted.estimator.predict_proba(X, **kwargs)[:, 1]
+        return utilities_from_probabilities(fitted.estimator.predict_proba(X, **kwargs)[:, 1])
     out = fitted.estimator.predict(X, **kwargs)
     if spec.task == RANK and fitted.algorithm != "xgboost":
         return -np.asarray(out)  # a smaller predicted position is a better rank

@@ -29,5 +29,4 @@ SPEC = ModelSpec(
     floor_year=2012,  # pit stops recorded from 2011, history from 2012
     postprocess=_postprocess,
     description="first pit-stop lap per driver; red-flag stops excluded",
-    default_algorithm="logistic_regression",  # the linear model had the lower MAE on 2022-2023
 )

@@ -24,7 +24,9 @@ class ModelSpec:
     # raw estimator output -> the model's prediction column(s), given the rows predicted
     postprocess: Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
     description: str = ""
-    default_algorithm: str = "xgboost"  # chosen on backtests of 2019-2023 (2024 stays the test season)
+    # The CLI's and the TrainingRun's algorithm when none is given: the same for every model
+    # (bench/race_winner_selection.md: chosen on per-race backtests of 2019-2023; 2024 is the check).
+    default_algorithm: str = "logistic_regression"
 
     def rows(self, frame: pd.DataFrame) -> pd.Series:
         """Rows this model can learn from or be scored on (target present, modern enough)."""

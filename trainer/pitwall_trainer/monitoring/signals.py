@@ -74,6 +74,12 @@ def load_champion(model: str, info: dict[str, Any] | None, tracking_uri: str | N
 
         with mlflow_call(uri, f"load {info['model_uri']}"):
             flavors = mlflow.models.get_model_info(info["model_uri"]).flavors
+            if flavors.get("python_function", {}).get("loader_module") == "mlflow.pyfunc.model":
+                import mlflow.pyfunc  # the trainer's served model: it holds the FittedModel itself
+
+                served = mlflow.pyfunc.load_model(info["model_uri"]).unwrap_python_model()
+                champ.fitted = served.fitted
+                return champ
             if "xgboost" in flavors:
                 import mlflow.xgboost
 
