@@ -147,6 +147,7 @@ def test_every_model_fits_and_predicts(frame, model, algorithm):
         assert (pred.groupby(test["raceId"])["pred_rank"].min() == 1).all()
     if model == "pit_window":
         assert pred["pred_lap"].between(1, 80).all()
+        assert (pred["pred_lap"] == pred["pred_lap"].round()).all()  # a lap, not a fraction of one
     importance = feature_importance(fitted)
     assert len(importance) == len(fitted.feature_names) and importance.iloc[0] > 0
 
