@@ -62,6 +62,12 @@ class Settings:
     alert_webhook_hosts: tuple[str, ...] = ("hooks.slack.com",)
     alert_http_hosts: tuple[str, ...] = ()
     alert_secrets: tuple[str, ...] | None = None
+    # Every run ends: a Job deadline when the run sets none (0: none), how long a pod may wait
+    # (unschedulable, image pull, a missing Secret) and a RayCluster may take to be ready before
+    # the run fails saying why. Meanwhile the waiting reason is in the run's Running condition.
+    default_deadline_seconds: int = 86400
+    pod_start_timeout: float = 600.0
+    ray_ready_timeout: float = 900.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -83,6 +89,9 @@ class Settings:
             alert_webhook_hosts=_hosts(env, "PITWALL_ALERT_WEBHOOK_HOSTS", ("hooks.slack.com",)) or (),
             alert_http_hosts=_hosts(env, "PITWALL_ALERT_HTTP_HOSTS", ()) or (),
             alert_secrets=_hosts(env, "PITWALL_ALERT_SECRETS", None),
+            default_deadline_seconds=_int(env, "PITWALL_DEFAULT_DEADLINE_SECONDS", 86400),
+            pod_start_timeout=_float(env, "PITWALL_POD_START_TIMEOUT", 600.0),
+            ray_ready_timeout=_float(env, "PITWALL_RAY_READY_TIMEOUT", 900.0),
         )
 
 

@@ -95,7 +95,8 @@ _CORE = {"ConfigMap": "configmaps", "Event": "events", "Pod": "pods", "Secret": 
 _GROUPED = {("batch/v1", "Job"): "jobs", ("ray.io/v1", "RayCluster"): "rayclusters",
             (f"{GROUP}/{VERSION}", "TrainingRun"): PLURAL,
             ("rbac.authorization.k8s.io/v1", "Role"): "roles", ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
-            ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies"}
+            ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+            ("coordination.k8s.io/v1", "Lease"): "leases"}
 
 
 def collection_path(api_version: str, kind: str, namespace: str) -> str:

@@ -56,6 +56,9 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     # other, and the Secret holding its Ray token (created, never read: its name carries the run's uid).
     ("networking.k8s.io", "networkpolicies", ("create", "delete", "get")),
     ("", "secrets", ("create",)),
+    # The namespace's promotion Lease (made once, never owned): trainers take it to promote one
+    # at a time; the operator holds what it grants them (get, update).
+    ("coordination.k8s.io", "leases", ("create", "get", "update")),
     # Kopf and k8s.post_event both post core v1 Events (events.k8s.io is not called: not granted).
     ("", "events", ("create",)),
 )
@@ -78,6 +81,11 @@ TRAINER_RUN_RULES: tuple[Rule, ...] = (
     # The trainer reads its run and reports progress and results to its status (its run only).
     (GROUP, "trainingruns", ("get",)),
     (GROUP, "trainingruns/status", ("get", "patch")),
+)
+
+PROMOTION_RULES: tuple[Rule, ...] = (
+    # A trainer takes and gives back the namespace's promotion Lease (that one Lease only).
+    ("coordination.k8s.io", "leases", ("get", "update")),
 )
 
 MONITOR_RULES: tuple[Rule, ...] = (

@@ -287,15 +287,20 @@ class PodRunner:
         started = now()
         term_file = self.dir / f"{container.name}.termination-log"
         term_file.write_text("")
-        try:
-            argv, env, workdir = await self._command(container, term_file)
-        except VolumeError as error:
-            container.state = {"waiting": {"reason": error.reason, "message": str(error)}}
-            await self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {error}")
-            await self.report()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), 5)
-            return 1
+        delay = 1.0
+        while True:  # as the kubelet: a missing Secret or ConfigMap keeps the container waiting, retried
+            try:
+                argv, env, workdir = await self._command(container, term_file)
+                break
+            except VolumeError as error:
+                container.state = {"waiting": {"reason": error.reason, "message": str(error)}}
+                await self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {error}")
+                await self.report()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                if self.stopping.is_set():
+                    return 1
+                delay = min(delay * 2, 30)
         log_file = self.log_path(container.name)
         if log_file.exists() and log_file.stat().st_size:
             shutil.move(log_file, self.log_path(container.name, previous=True))
@@ -520,6 +525,10 @@ class PodRunner:
             await asyncio.gather(*(c.proc.wait() for c in running))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.done.wait(), 5)
+        if self.phase not in ("Succeeded", "Failed"):  # as the kubelet does for a deleted pod: a
+            # terminal phase, so the Job controller counts it, drops its finalizer and replaces it
+            codes = [c.terminated.get("exitCode", 1) for c in self.containers if c.terminated]
+            self.phase = "Succeeded" if codes and len(codes) == len(self.containers) and not any(codes) else "Failed"
 
     def cleanup(self) -> None:
         self.kubelet.network.detach(self.uid)

@@ -55,6 +55,8 @@ class OperatorDeployment:
         values = sandbox_values(data_claim=self.env.get("PITWALL_DEFAULT_DATA_CLAIM"),
                                 mlflow_uri=self.env.get("PITWALL_DEFAULT_MLFLOW_URI"), trainer_namespaces=[NAMESPACE],
                                 extra_env={"PITWALL_TIMER_INTERVAL": "1"})
+        # a pod that cannot start fails its run after this long (test_faults), not the default 10 minutes
+        values.setdefault("defaults", {})["podStartTimeoutSeconds"] = 45
         if self.cluster.node_ip:  # the `slack` fixture's webhook is plain http on the node's address
             values.setdefault("alerts", {})["httpHosts"] = [self.cluster.node_ip]
         for key, variable in (("image", "PITWALL_E2E_OPERATOR_IMAGE"), ("trainer", "PITWALL_E2E_TRAINER_IMAGE")):

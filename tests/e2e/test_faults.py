@@ -97,3 +97,24 @@ def test_a_child_the_server_refuses_fails_the_run_once_with_its_message(cluster,
     refused = [e for e in events_for(cluster, run_name) if e["reason"] in ("ChildRefused", "ReconcileError")]
     assert len(refused) == 1 and refused[0].get("count", 1) == 1, refused
     delete_run(cluster, run_name)
+
+
+def test_a_pod_that_cannot_start_is_said_then_fails_the_run_naming_the_field(cluster, operator):
+    """A Secret the run names does not exist: the kubelet keeps the container waiting for ever."""
+    run_name = unique("nosecret")
+    env = [{"name": "EXTRA_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{run_name}-missing", "key": "token"}}}]
+    apply(cluster, example_run(run_name, env=env))
+
+    def waiting() -> dict[str, Any] | None:
+        run = get_run(cluster, run_name) or {}
+        said = condition(run, "Running") if (run.get("status") or {}).get("conditions") else None
+        return run if said and said["reason"] == "PodWaiting" else None
+
+    run = wait_for(waiting, timeout=120, what="the waiting reason in the run's status")
+    assert "CreateContainerConfigError" in condition(run, "Running")["message"]
+    run = wait_state(cluster, run_name, "Failed", timeout=180)
+    failed = condition(run, "Failed")
+    assert failed["reason"] == "PodNotStarting" and "spec.env" in failed["message"], failed
+    assert f"{run_name}-missing" in failed["message"]
+    wait_for(lambda: children(cluster, "jobs", run_name) == [], timeout=60, what="the stuck Job removed")
+    delete_run(cluster, run_name)

@@ -75,12 +75,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_mlflow_server(root: Path, host: str = "127.0.0.1") -> Iterator[str]:
-    """`mlflow server` on `host` (a folder of its own under `root`); yields its URI, stops it after."""
+def running_mlflow_server(root: Path, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """`mlflow server` on `host` (a folder of its own under `root`); yields its URI, stops it after.
+
+    `port`: 0 picks a free one; a given port (and root) starts the same server again after a stop.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port = sock.getsockname()[1]
+    if not port:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
     uri = f"http://{host}:{port}"
     env = dict(
         os.environ,

@@ -280,6 +280,14 @@ def test_image_pull_secrets_reach_every_pod():
         assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
 
 
+def test_every_job_has_a_deadline():
+    assert build_job(RUN, spec(), SETTINGS)["spec"]["activeDeadlineSeconds"] == 86400
+    own = build_job(RUN, spec(runPolicy={"activeDeadlineSeconds": 600}), SETTINGS)
+    assert own["spec"]["activeDeadlineSeconds"] == 600
+    unbounded = Settings(default_deadline_seconds=0)
+    assert "activeDeadlineSeconds" not in build_job(RUN, spec(), unbounded)["spec"]
+
+
 def test_driver_job_gets_ray_address():
     job = build_job(RUN, spec(tuning=TUNED), SETTINGS, extra_env={"RAY_ADDRESS": "10.0.0.1:6379"}, component="tuning-driver")
     strict(job)

@@ -322,7 +322,7 @@ def test_no_trainer_account_gets_namespace_wide_rights(name: str) -> None:
 def test_operator_holds_every_rule_it_grants_per_run() -> None:
     """RBAC escalation check: a Role can be created only by someone holding all of its rules."""
     granted = declared(permissions.OPERATOR_RULES)
-    assert declared(permissions.TRAINER_RUN_RULES + permissions.MONITOR_RULES) <= granted
+    assert declared(permissions.TRAINER_RUN_RULES + permissions.MONITOR_RULES + permissions.PROMOTION_RULES) <= granted
     for resource in ("serviceaccounts", "roles", "rolebindings"):
         assert any(r == resource and v == "create" for _, r, v in granted), resource
 

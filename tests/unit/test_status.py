@@ -200,6 +200,54 @@ def test_a_refused_child_fails_the_run_once_with_the_servers_words():
     assert st.observe(s, 2, job(active=1), [], T2).status == st._base(s, None)  # sticky afterwards
 
 
+def pending_pod(reason: str, message: str = "", created: str = T0, scheduled: bool = True) -> dict:
+    status: dict = {"phase": "Pending", "conditions": []}
+    if scheduled:
+        status["containerStatuses"] = [{"name": "trainer", "state": {"waiting": {"reason": reason, "message": message}}}]
+    else:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]
+    return {"metadata": {"creationTimestamp": created}, "status": status}
+
+
+def test_a_waiting_pod_is_said_then_fails_the_run_naming_the_field():
+    running = apply({}, st.observe({}, 1, job(active=1), [], T0))
+    waiting = st.pod_waiting(job(active=1), [pending_pod("CreateContainerConfigError", 'secret "mlflow-creds" not found')])
+    assert waiting.reason == "CreateContainerConfigError" and waiting.since == T0
+    early = st.pod_not_starting(running, st.observe(running, 1, job(active=1), [], T1), waiting, 60, 600, 1, T1)
+    s = apply(running, early)
+    said = get_condition(s["conditions"], "Running")
+    assert s["state"] == "Pending" and said["status"] == "False" and said["reason"] == "PodWaiting"
+    assert 'secret "mlflow-creds" not found' in said["message"] and "spec.env" in said["message"]
+    assert [t.reason for t in early.transitions] == ["PodWaiting"]  # one Warning, no "Running" Event
+    created = st.created(s, 1, T2, job_name="rw-train")  # the next pass, as reconcile makes it
+    assert created.transitions == []  # no second "Created" Event while the pod waits
+    again = st.pod_not_starting(s, st.observe(created.status, 1, job(active=1), [], T2), waiting, 120, 600, 1, T2)
+    assert again.transitions == []  # said once per reason
+    late = st.pod_not_starting(s, st.observe(s, 1, job(active=1), [], T2), waiting, 600, 600, 1, T2)
+    failed = get_condition(apply(s, late)["conditions"], "Failed")
+    assert failed["reason"] == "PodNotStarting" and "spec.env" in failed["message"] and late.failure
+
+
+def test_unschedulable_and_no_pod_at_all_are_recognised():
+    unschedulable = st.pod_waiting(job(active=1), [pending_pod("", "0/1 nodes: Insufficient cpu", scheduled=False)])
+    assert unschedulable.reason == "Unschedulable" and "Insufficient cpu" in unschedulable.message
+    assert "spec.resources" in st.POD_WAITING_FIXES[unschedulable.reason]
+    empty = {**job(), "metadata": {"name": "rw-train", "creationTimestamp": T0}}
+    nothing = st.pod_waiting(empty, [])
+    assert nothing.reason == "NoPodCreated" and "rw-train" in nothing.message and nothing.since == T0
+    running = {"metadata": {}, "status": {"phase": "Running"}}
+    assert st.pod_waiting(job(active=1), [running]) is None
+    config_error = pending_pod("CreateContainerConfigError", "secret not found")
+    config_error["status"]["phase"] = "Running"  # some report Running before the container starts
+    assert st.pod_waiting(job(active=1), [config_error]).reason == "CreateContainerConfigError"
+
+
+def test_a_raycluster_that_never_gets_ready_fails_the_run():
+    out = st.ray_not_ready({}, 1, {"metadata": {"name": "rw-ray"}, "status": {"state": "suspended"}}, 900, T1)
+    failed = get_condition(apply({}, out)["conditions"], "Failed")
+    assert failed["reason"] == "RayClusterNotReady" and "rw-ray" in failed["message"] and "900s" in failed["message"]
+
+
 def test_status_patch_removes_keys_the_operator_dropped():
     current = {"state": "Failed", "completionTime": T0, "progress": {"percent": 5}}
     patch = st.status_patch(current, {"state": "Pending"})
@@ -216,6 +264,27 @@ def test_a_status_write_is_recognised_by_content_not_resource_version():
     assert not write.shown_by({"status": {"state": "Pending"}})  # not written yet
     assert not write.shown_by({"status": {"state": "Pending", "jobName": "r-train", "completionTime": "x"}})
     assert not write.shown_by({"metadata": {"name": "r"}})
+
+
+def test_a_status_write_kopf_never_sent_is_given_up_not_waited_for_ever(monkeypatch):
+    """kopf's own patch failed (a 500): the run must go on from the server's status."""
+    import time
+
+    import pytest
+    from pitwall_operator import k8s
+    from pitwall_operator.handlers import reconcile as rc
+
+    server = {"metadata": {"name": "r", "namespace": "f1"}, "status": {"state": "Pending"}}
+    monkeypatch.setattr(k8s, "get_training_run", lambda namespace, name: server)
+    monkeypatch.setattr(rc, "WATCH_WAIT", 0.01)
+    monkeypatch.setattr(rc, "DEFERRED_WAIT", 0.01)
+    monkeypatch.setitem(rc._written, "f1/r", rc.Written({"jobName": "r-train"}, deferred=True))
+    with pytest.raises(k8s.ApiError, match="not visible yet"):  # just written: wait for it
+        rc._fresh_body("f1/r", "f1", "r", None)
+    old = rc.Written({"jobName": "r-train"}, deferred=True, at=time.monotonic() - rc.DEFERRED_LOST - 1)
+    monkeypatch.setitem(rc._written, "f1/r", old)
+    assert rc._fresh_body("f1/r", "f1", "r", None) is server
+    assert "f1/r" not in rc._written
 
 
 def test_observation_yields_to_a_burst_of_creations_but_not_for_long(monkeypatch):
@@ -244,3 +313,14 @@ def test_oom_killed_says_so_and_how_to_fix_it():
     failed = get_condition(out.status["conditions"], "Failed")
     assert "memory limit" in failed["message"] and "spec.resources.limits.memory" in failed["message"]
     assert out.failure["type"] == "OOMKilled"
+
+
+def test_the_safety_net_timer_covers_runs_whose_create_retry_was_lost():
+    """kopf's own patch refused: no event wakes the create handler again, the timer must."""
+    from pitwall_operator.handlers.kopf_handlers import _active
+
+    assert not _active({})  # a new run: no timer (no finalizer write) unless something failed
+    assert _active({"kopf": {"progress": {"on_create": {"retries": 3, "delayed": T1}}}})
+    assert _active({"jobName": "r-train", "startTime": "2000-01-01T00:00:00Z"})
+    done = {"jobName": "r-train", "conditions": [{"type": "Succeeded", "status": "True"}]}
+    assert not _active(done) and not _active({"state": "Suspended", "jobName": "r-train"})

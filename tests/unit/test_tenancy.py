@@ -37,12 +37,16 @@ def test_a_run_gets_its_own_account_role_and_binding_owned_by_it() -> None:
     assert trainer_service_account(RUN, {}) == "quali-2024-trainer"
 
 
-def test_the_role_names_only_this_run() -> None:
+def test_the_role_names_only_this_run_and_the_promotion_lease() -> None:
     rules = by_kind(build_trainer_access(RUN, {}, SETTINGS))["Role"]["rules"]
-    assert all(rule["resourceNames"] == ["quali-2024"] for rule in rules)
-    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    runs = [rule for rule in rules if rule["apiGroups"] == ["pitwall.io"]]
+    assert runs and all(rule["resourceNames"] == ["quali-2024"] for rule in runs)
+    granted = {(g, r, v) for rule in runs for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {("pitwall.io", "trainingruns", "get"), ("pitwall.io", "trainingruns/status", "get"),
                        ("pitwall.io", "trainingruns/status", "patch")}
+    (lease,) = [rule for rule in rules if rule["apiGroups"] != ["pitwall.io"]]
+    assert lease == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
+                     "resourceNames": ["pitwall-promotion"]}
     assert not any(r.startswith("retrainpolicies") for _, r, _ in granted)
 
 

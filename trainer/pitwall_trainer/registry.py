@@ -39,6 +39,7 @@ from pitwall_operator.redact import redact_text, redact_uri  # noqa: E402
 
 from pitwall_trainer.data.paths import cache_root  # noqa: E402
 from pitwall_trainer.errors import ConfigError  # noqa: E402
+from pitwall_trainer.promotion_guard import RUN_TAG, promotion_lease, run_uid, version_of_this_run  # noqa: E402
 from pitwall_trainer.result import PromotionDecision, RegistryRecord, TrainResult  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -439,6 +440,14 @@ def log_and_register(
     client = mlflow_client(uri)
     with mlflow_call(uri, "reach the tracking server"):
         check_reachable(client, uri)
+        earlier = version_of_this_run(client, name)
+    if earlier is not None:  # a retried pod: this TrainingRun registered its version already
+        log.info("version %s of %s was registered by an earlier attempt of this run: reused", earlier.version, name)
+        with mlflow_call(uri, f"read run {earlier.run_id}"):
+            experiment_id = client.get_run(earlier.run_id).info.experiment_id
+        return RegistryRecord(run_id=earlier.run_id, experiment_id=str(experiment_id), model_name=name,
+                              model_version=str(earlier.version), model_uri=f"models:/{name}/{earlier.version}",
+                              run_url=_run_url(uri, str(experiment_id), earlier.run_id))
     with mlflow_call(uri, f"create the experiment {experiment!r}"):
         experiment_id = get_experiment_id(client, uri, experiment)
     with mlflow_call(uri, "create a run"):
@@ -529,7 +538,7 @@ def _register(client: MlflowClient, name: str, model_info: Any, run_id: str, res
         name,
         source=model_info.model_uri,
         run_id=run_id,
-        tags=_identity_tags(result),
+        tags={**_identity_tags(result), **({RUN_TAG: run_uid()} if run_uid() else {})},
         model_id=model_info.model_id,  # a REST server insists on it for models:/m-... sources
         await_creation_for=60,
     )
@@ -610,7 +619,8 @@ def promote(
     uri = resolve_tracking_uri(tracking_uri)
     client = mlflow_client(uri)
     name, version = record.model_name, str(record.model_version)
-    with mlflow_call(uri, f"promote {name} version {version}"):
+    # one decision at a time per namespace (promotion_guard): read, compare and move the alias
+    with promotion_lease(), mlflow_call(uri, f"promote {name} version {version}"):
         new_value = _float(result.metrics.get(metric))
         if new_value is None:
             new_value = _run_metric(client, record.run_id, metric)
@@ -677,8 +687,8 @@ def _decide(
         if comparable
         else f"{new_value:.6g}"
     )
-    if previous_version == version:
-        out.reason = f"version {version} already holds the alias"
+    if previous_version == version:  # an earlier attempt of this run promoted it: still true
+        out.promoted, out.reason = True, f"version {version} already holds the alias"
     elif policy == "Never":
         out.reason = f"policy Never: alias not moved ({versus})"
     elif policy == "Always":

@@ -275,7 +275,7 @@ class RunPolicy(SpecModel):
     """Retries and clean-up of the children, as in Kubeflow's RunPolicy and batch/v1 Job."""
 
     backoff_limit: int = Field(3, ge=0, le=100, description="Retries of the training pod (exit code 2, bad config or data, is never retried).")
-    active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the run (DeadlineExceeded) after this long, retries included.")
+    active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the run (DeadlineExceeded) after this long, retries included. Omitted = the operator's default (the chart's defaults.activeDeadlineSeconds, 24 h).")
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Delete the children (Job, RayCluster) this long after the run ends; the TrainingRun itself stays.")
 
 

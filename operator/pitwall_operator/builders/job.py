@@ -6,6 +6,7 @@ from typing import Any
 
 from pitwall_operator.builders.configmap import SPEC_KEY
 from pitwall_operator.builders.meta import (
+    PROMOTION_LEASE,
     RunRef,
     job_name,
     kueue_labels,
@@ -80,6 +81,8 @@ def trainer_env(run: RunRef, spec: dict[str, Any], settings: Settings, extra: di
     env = [
         {"name": "PITWALL_TRAININGRUN_NAME", "value": run.name},
         {"name": "PITWALL_TRAININGRUN_NAMESPACE", "value": run.namespace},
+        {"name": "PITWALL_TRAININGRUN_UID", "value": run.uid},  # a retried pod finds its run's version
+        {"name": "PITWALL_PROMOTION_LEASE", "value": PROMOTION_LEASE},
         {"name": "PITWALL_CACHE_DIR", "value": CACHE_MOUNT},
         {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
     ]
@@ -196,4 +199,6 @@ def build_job(
     for key in ("activeDeadlineSeconds", "ttlSecondsAfterFinished"):
         if run_policy.get(key) is not None:
             job_spec[key] = int(run_policy[key])
+    if "activeDeadlineSeconds" not in job_spec and settings.default_deadline_seconds > 0:
+        job_spec["activeDeadlineSeconds"] = settings.default_deadline_seconds  # no run hangs forever
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}

@@ -10,6 +10,7 @@ from pitwall_operator.config import GROUP, KIND, VERSION
 RUN_LABEL = "pitwall.io/training-run"
 KUEUE_PREFIX = "kueue.x-k8s.io/"
 KUEUE_QUEUE = KUEUE_PREFIX + "queue-name"
+PROMOTION_LEASE = "pitwall-promotion"  # one per namespace; trainers get its name as PITWALL_PROMOTION_LEASE
 
 
 @dataclass(frozen=True)

@@ -371,13 +371,26 @@ class Concurrency:
     reason: str = ""
 
 
-def concurrency(policy: str, active: list[str]) -> Concurrency:
-    """CronJob's rule: Forbid skips while a run is active, Replace deletes it, Allow runs both."""
+def concurrency(policy: str, active: list[str], registered: set[str] | frozenset[str] = frozenset()) -> Concurrency:
+    """CronJob's rule: Forbid skips while a run is active, Replace deletes it, Allow runs both.
+
+    Replace never deletes a run that has already registered its model (`registered`): that run is
+    about to report a promotion decision, and deleting it would leave a version nobody explains.
+    """
     if not active or policy == "Allow":
         return Concurrency(True, [], "Allow: runs may overlap" if active else "no active run")
     if policy == "Replace":
-        return Concurrency(True, sorted(active), f"Replace: deleting active {', '.join(sorted(active))}")
+        doomed, kept = sorted(set(active) - set(registered)), sorted(set(active) & set(registered))
+        reason = f"Replace: deleting active {', '.join(doomed)}" if doomed else "Replace"
+        if kept:
+            reason += f"; keeping {', '.join(kept)}: its model is already registered"
+        return Concurrency(True, doomed, reason)
     return Concurrency(False, [], f"Forbid: {', '.join(sorted(active))} still running")
+
+
+def registered_runs(runs: list[dict[str, Any]]) -> set[str]:
+    """Runs whose model version is in the registry already (status.mlflow.modelVersion)."""
+    return {r["metadata"]["name"] for r in runs if (((r.get("status") or {}).get("mlflow") or {}).get("modelVersion"))}
 
 
 def runs_to_prune(runs: list[dict[str, Any]], policy: PolicyRef, successful_limit: int,

@@ -174,7 +174,7 @@ def created(
         desired["jobName"] = job_name
         reason, message = "Created", f"Job {job_name} created; waiting for its pod"
     previous = get_condition(desired.get("conditions"), "Running")
-    if previous is None or previous.get("reason") not in (reason, "Running"):
+    if previous is None or previous.get("reason") not in (reason, "Running", "PodWaiting"):
         _set(desired, "Running", False, reason, message, generation, now)
         transitions.append(Transition(reason, message))
     desired.setdefault("startTime", now)
@@ -209,6 +209,88 @@ def child_refused(current: dict[str, Any], generation: int | None, message: str,
     desired = _base(current, generation)
     text = f"the API server refused a child of this run: {message}"
     return _failed(desired, "ChildRefused", "ChildRefused", text, generation, now)
+
+
+# Why a pod is not running yet, and the spec field that fixes it when it does not clear by itself.
+POD_WAITING_FIXES = {
+    "ErrImagePull": "spec.image or spec.imagePullSecrets",
+    "ImagePullBackOff": "spec.image or spec.imagePullSecrets",
+    "InvalidImageName": "spec.image",
+    "CreateContainerConfigError": "spec.env (a Secret or ConfigMap it names) or spec.serviceAccountName",
+    "CreateContainerError": "spec.image or spec.env",
+    "Unschedulable": "spec.resources, spec.nodeSelector or spec.tolerations (or the cluster's capacity)",
+    "ContainerCreating": "spec.data.source (a volume that cannot be mounted) or spec.imagePullSecrets",
+    "NoPodCreated": "spec.serviceAccountName (it must exist), or the namespace's ResourceQuota",
+}
+
+
+TRANSIENT_WAITING = ("Pending", "ContainerCreating", "PodInitializing")
+
+
+@dataclass(frozen=True)
+class PodWaiting:
+    """A run's pod that is not running: why, the kubelet's or scheduler's words, and since when."""
+
+    reason: str
+    message: str
+    since: str  # the pod's (or, with no pod, the Job's) creation time
+
+
+def pod_waiting(job: dict[str, Any], pods: list[dict[str, Any]]) -> PodWaiting | None:
+    """The first pod of an unfinished Job that is not running, or the Job that has no pod."""
+    for pod in pods:
+        status, created = pod.get("status") or {}, (pod.get("metadata") or {}).get("creationTimestamp") or ""
+        if status.get("phase") not in (None, "Pending", "Running") or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return PodWaiting(cond.get("reason") or "Unschedulable", cond.get("message") or "", created)
+        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting and waiting.get("reason"):  # (restartPolicy Never: a Running pod only while others start)
+                return PodWaiting(waiting["reason"], waiting.get("message") or "", created)
+        if status.get("phase") != "Running":
+            return PodWaiting("Pending", "the pod has not started", created)
+    counts = job.get("status") or {}
+    if not pods and not any(int(counts.get(k) or 0) for k in ("active", "failed", "succeeded")):
+        name = (job.get("metadata") or {}).get("name")
+        return PodWaiting("NoPodCreated", f"the Job controller created no pod (see `kubectl describe job {name}`)",
+                          (job.get("metadata") or {}).get("creationTimestamp") or "")
+    return None
+
+
+def pod_not_starting(current: dict[str, Any], outcome: Outcome, waiting: PodWaiting, waited: float, timeout: float,
+                     generation: int | None, now: str) -> Outcome:
+    """Said in the Running condition while it may still clear; after `timeout` the run fails.
+
+    `current`: the status before this pass (a Warning Event goes out once per waiting reason).
+    """
+    desired = dict(outcome.status)
+    fix = POD_WAITING_FIXES.get(waiting.reason, "the run's pod settings")
+    text = f"{waiting.reason}: {waiting.message}".rstrip(": ")
+    if waited >= timeout:
+        return _failed(desired, "PodNotStarting", waiting.reason,
+                       f"the pod did not start within {timeout:.0f}s: {text}; check {fix}", generation, now)
+    message = f"pod not running for {waited:.0f}s: {text} (check {fix}; the run fails after {timeout:.0f}s)"
+    _set(desired, "Running", False, "PodWaiting", message, generation, now)
+    desired["state"] = derive_state(desired["conditions"])
+    # not "Running" (observe says so whenever the Job has an active pod); a Warning once per
+    # reason that will not clear by itself (pulling an image or mounting takes a while anyway)
+    transitions = [t for t in outcome.transitions if t.reason not in ("Running", "Created")]
+    said = (get_condition(current.get("conditions"), "Running") or {}).get("message") or ""
+    if waiting.reason not in TRANSIENT_WAITING and f"{waiting.reason}:" not in said:
+        transitions.append(Transition("PodWaiting", _clip(message), "Warning"))
+    return Outcome(desired, transitions)
+
+
+def ray_not_ready(current: dict[str, Any], generation: int | None, cluster: dict[str, Any] | None, timeout: float,
+                  now: str) -> Outcome:
+    """The RayCluster did not become ready in time (its head pod never ran, KubeRay missing...)."""
+    state = ((cluster or {}).get("status") or {})
+    said = "; ".join(str(state[k]) for k in ("state", "reason") if state.get(k)) or "no status from KubeRay"
+    message = (f"RayCluster {(cluster or {}).get('metadata', {}).get('name')} was not ready within {timeout:.0f}s "
+               f"({said}); check spec.tuning.rayCluster resources and that KubeRay runs")
+    return _failed(_base(current, generation), "RayClusterNotReady", "RayClusterNotReady", message, generation, now)
 
 
 def _failed(desired: dict[str, Any], reason: str, err_type: str, message: str, generation: int | None,

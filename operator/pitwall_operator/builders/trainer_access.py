@@ -18,7 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from pitwall_operator import permissions
-from pitwall_operator.builders.meta import RunRef, access_name, metadata, trainer_service_account
+from pitwall_operator.builders.meta import (
+    PROMOTION_LEASE,
+    RunRef,
+    access_name,
+    metadata,
+    trainer_service_account,
+)
 from pitwall_operator.builders.retrain import (
     PolicyRef,
     monitor_access_name,
@@ -62,8 +68,20 @@ def build_trainer_access(run: RunRef, spec: dict[str, Any], settings: Settings) 
     del settings
     meta = metadata(run, access_name(run.name), COMPONENT)
     account = trainer_service_account(run, spec)
-    rules = scoped_rules(permissions.TRAINER_RUN_RULES, run.name)
+    rules = scoped_rules(permissions.TRAINER_RUN_RULES, run.name) + scoped_rules(permissions.PROMOTION_RULES,
+                                                                                   PROMOTION_LEASE)
     return _objects(meta, rules, account)
+
+
+def build_promotion_lease(namespace: str) -> dict[str, Any]:
+    """The namespace's promotion Lease: a trainer holds it while it reads, compares and moves the
+    champion alias, so two runs finishing together decide one after the other. Owned by no run
+    (every run of the namespace uses it); the trainer's `promotion_guard` takes it."""
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": PROMOTION_LEASE, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/name": "pitwall", "app.kubernetes.io/managed-by": "pitwall-operator",
+                                    "app.kubernetes.io/component": "promotion"}},
+            "spec": {}}
 
 
 def build_monitor_access(policy: PolicyRef, run_spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -93,20 +92,20 @@ async def remember(event: kopf.RawEvent, **_: Any) -> None:
 
 
 def _active(status: kopf.Status, **_: Any) -> bool:
-    """Runs whose children have run for a timer interval and not ended.
+    """Runs that have not ended: with children, or whose create handler waits for a retry.
 
-    Job events do the prompt work; the timer catches what a lost event or a slow RayCluster
-    leaves. A kopf timer needs a finalizer, and adding it costs a write: runs that end within
-    one interval (most short ones) never pay it, and creating the Job never waits for it.
+    Job events do the prompt work; the timer catches what they cannot: a pod that never starts
+    (no Job event ever comes), a slow RayCluster, a lost event, and a create handler whose retry
+    was lost (kopf's own patch refused, so no event wakes it). kopf evaluates this only when an
+    event arrives, so it must not depend on time: a run whose events stopped still needs its
+    timer. The price is kopf's finalizer on each run (one write).
     """
     status = status or {}
-    if not (status.get("jobName") or status.get("rayClusterName")) or is_terminal(status.get("conditions")):
+    if is_terminal(status.get("conditions")) or status.get("state") == "Suspended":
         return False
-    started = status.get("startTime")
-    if not started or not status.get("jobName"):  # waiting for a RayCluster: poll it
-        return True
-    age = datetime.now(UTC) - datetime.fromisoformat(str(started).replace("Z", "+00:00"))
-    return age.total_seconds() >= SETTINGS.timer_interval
+    if not (status.get("jobName") or status.get("rayClusterName")):  # nothing created yet: only when a
+        return bool((status.get("kopf") or {}).get("progress"))  # handler failed and waits for a retry
+    return True
 
 
 @kopf.timer(*RESOURCE, interval=SETTINGS.timer_interval, initial_delay=SETTINGS.timer_interval, when=_active)

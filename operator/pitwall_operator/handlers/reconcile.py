@@ -44,7 +44,7 @@ from pitwall_operator.builders.raycluster import (
     is_ready,
     ray_settings,
 )
-from pitwall_operator.builders.trainer_access import build_trainer_access
+from pitwall_operator.builders.trainer_access import build_promotion_lease, build_trainer_access
 from pitwall_operator.config import Settings
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,12 @@ class Written:
 
     patch: dict[str, Any]
     deferred: bool = False
+    at: float = field(default_factory=time.monotonic)
+
+    def lost(self) -> bool:
+        """A deferred write kopf never sent (its patch failed): after a while it is given up, so
+        the run goes on from what the server has instead of waiting for it for ever."""
+        return self.deferred and time.monotonic() - self.at > DEFERRED_LOST
 
     def shown_by(self, body: dict[str, Any]) -> bool:
         """Whether `body` is at least as new as this write (content, not resourceVersion: kopf
@@ -123,6 +129,7 @@ _written: dict[str, Written] = {}  # "namespace/name" -> our last status write
 _seen: dict[str, dict[str, Any]] = {}  # "namespace/name" -> newest body from the watch
 _seen_cond = threading.Condition()
 DEFERRED_WAIT = 5.0  # seconds a background trigger waits for kopf to send a handler's status write
+DEFERRED_LOST = 15.0  # seconds after which a deferred write that never showed up is given up
 WATCH_WAIT = 1.0  # seconds it waits for the watch to show a write of its own, before a GET
 
 
@@ -213,6 +220,10 @@ def _fresh_body(key: str, namespace: str, name: str, body: dict[str, Any] | None
         return body
     body = k8s.get_training_run(namespace, name)
     if body is not None and last is not None and last.deferred and not last.shown_by(body):
+        if last.lost():
+            log.warning("the status write of %s by an earlier handler never arrived; going on from the server's", key)
+            _written.pop(key, None)
+            return body
         raise k8s.ApiError(409, f"the status write of {key} by the last handler is not visible yet")
     return body
 
@@ -315,7 +326,7 @@ def _ours(obj: dict[str, Any] | None, run: RunRef) -> dict[str, Any] | None:
 
 def _ensure_access(run: RunRef, spec: dict[str, Any], settings: Settings) -> None:
     """The run's own ServiceAccount, Role and RoleBinding, before any pod that uses them."""
-    for obj in build_trainer_access(run, spec, settings):
+    for obj in [build_promotion_lease(run.namespace), *build_trainer_access(run, spec, settings)]:
         k8s.create(obj)
 
 
@@ -335,6 +346,9 @@ def _ensure_children(body: dict[str, Any], original: dict[str, Any], status: dic
             k8s.create(build_network_policy(run))
             cluster, _ = k8s.create(build_ray_cluster(run, spec, settings))
         if not is_ready(cluster):
+            if _age(status.get("startTime"), now) >= settings.ray_ready_timeout:
+                outcome = st.ray_not_ready(status, generation, cluster, settings.ray_ready_timeout, now)
+                return _end(body, original, outcome, settings, spec, run)
             outcome = st.created(status, generation, now, job_name=None,
                                  ray_cluster_name=ray_cluster_name(name), waiting_for_ray=True)
             return _finish(body, original, outcome, settings, spec)
@@ -359,7 +373,39 @@ def _ensure_children(body: dict[str, Any], original: dict[str, Any], status: dic
     second = st.observe(first.status, generation, job, _pods_if_finished(namespace, job), now)
     outcome = st.Outcome(second.status, first.transitions + second.transitions,
                          second.failure, second.regression, second.promoted)
+    if outcome.state not in ("Succeeded", "Failed") and _may_be_stuck(job, now):
+        waiting = st.pod_waiting(job, k8s.list_job_pods(namespace, job["metadata"]["name"]))
+        if waiting is not None:
+            outcome = st.pod_not_starting(status, outcome, waiting, _age(waiting.since, now),
+                                          settings.pod_start_timeout, generation, now)
+            if outcome.state == "Failed":
+                _delete_children(run)  # else its pod would wait for ever
     return _end(body, original, outcome, settings, spec, run)
+
+
+POD_CHECK_GRACE = 10.0  # seconds a new Job's pods get before the operator looks at why they wait
+
+
+def _age(iso: str | None, now: str) -> float:
+    """Seconds from `iso` to `now` (0 when unknown)."""
+    if not iso:
+        return 0.0
+    try:
+        then = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+        return (datetime.fromisoformat(now.replace("Z", "+00:00")) - then).total_seconds()
+    except ValueError:
+        return 0.0
+
+
+def _may_be_stuck(job: dict[str, Any], now: str) -> bool:
+    """An unsuspended Job past the grace period with a pod that is not ready, or with no pod: only
+    then are its pods read (one request), so a healthy run costs nothing more."""
+    counts = job.get("status") or {}
+    if (job.get("spec") or {}).get("suspend") or _age(job["metadata"].get("creationTimestamp"), now) < POD_CHECK_GRACE:
+        return False
+    active, ready = int(counts.get("active") or 0), int(counts.get("ready") or 0)
+    nothing = not any(int(counts.get(k) or 0) for k in ("active", "failed", "succeeded"))
+    return active > ready or nothing
 
 
 def _end(body: dict, original: dict, outcome: st.Outcome, settings: Settings, spec: dict, run: RunRef) -> Result:

@@ -168,6 +168,7 @@ def evaluate(body: dict[str, Any], now: datetime | None = None) -> None:
 
     reasons: list[str] = []
     signals: dict[str, Any] | None = None
+    run_time = now  # names the run: the cron tick when the schedule fired, so a retry makes no second run
     if not suspended:
         if spec.get("schedule"):
             since = rt.parse_time(status.get("lastScheduleTime")) or rt.parse_time(meta.get("creationTimestamp")) or now
@@ -177,6 +178,7 @@ def evaluate(body: dict[str, Any], now: datetime | None = None) -> None:
                 desired["lastScheduleTime"] = rt.iso(tick.time)
                 if tick.fire:
                     reasons.append("Schedule")
+                    run_time = tick.time
                 else:
                     decisions.append(rt.Decision("MissedSchedule", f"tick {rt.iso(tick.time)} missed by more than "
                                                                    f"{spec.get('startingDeadlineSeconds')}s", "Warning"))
@@ -197,7 +199,7 @@ def evaluate(body: dict[str, Any], now: datetime | None = None) -> None:
             desired["champion"] = champion
 
     if reasons:
-        _start_run(policy, spec, desired, reasons, signals, now, decisions)
+        _start_run(policy, spec, desired, reasons, signals, (run_time, now), runs, decisions)
 
     patch = status_patch(status, desired)
     if patch:
@@ -207,18 +209,25 @@ def evaluate(body: dict[str, Any], now: datetime | None = None) -> None:
 
 
 def _start_run(policy: rt.PolicyRef, spec: dict[str, Any], desired: dict[str, Any], reasons: list[str],
-               signals: dict[str, Any] | None, now: datetime, decisions: list[rt.Decision]) -> None:
-    """Create the run unless concurrencyPolicy forbids it; Replace deletes the active runs first."""
+               signals: dict[str, Any] | None, times: tuple[datetime, datetime], runs: list[dict[str, Any]],
+               decisions: list[rt.Decision]) -> None:
+    """Create the run unless concurrencyPolicy forbids it; Replace deletes the active runs first.
+
+    `times`: (the time the run is named after, now). The name comes from the cron tick (or the
+    check) that fired, so when the status write below fails, the next pass finds the same name
+    (a 409, the same run) instead of creating a second run for the same tick.
+    """
+    run_time, now = times
     why = ", ".join(rt.ordered(reasons))
     active = list(desired.get("activeRuns") or [])
-    verdict = rt.concurrency(spec.get("concurrencyPolicy", "Forbid"), active)
+    verdict = rt.concurrency(spec.get("concurrencyPolicy", "Forbid"), active, rt.registered_runs(runs))
     if not verdict.create:
         decisions.append(rt.Decision("RunSkipped", f"{why} fired; {verdict.reason}"))
         return
     for name in verdict.delete:
         k8s.delete(f"{GROUP}/{VERSION}", "TrainingRun", policy.namespace, name)
         active.remove(name)
-    manifest = rt.build_training_run(policy, spec, now, reasons, signals)
+    manifest = rt.build_training_run(policy, spec, run_time, reasons, signals)
     _, created = k8s.create(manifest)
     run = manifest["metadata"]["name"]
     desired["activeRuns"] = sorted(set(active) | {run})
