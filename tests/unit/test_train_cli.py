@@ -75,7 +75,9 @@ def test_backtest_json_with_the_default_algorithm_and_a_per_season_card(tmp_path
     worse = [f"previous_race {k}" for k in ("ndcg_at_10", "spearman")
              if row[f"model.{k}"] < row[f"previous_race.{k}"]]
     assert row["verdict"] == ("worse than " + ", ".join(worse) if worse else "beats every baseline")
-    assert "Per season: model vs each baseline" in (card / "card.md").read_text()
+    text = (card / "card.md").read_text()
+    assert "Per season: model vs each baseline" in text
+    assert f"| 2024 | 24 | {row['model.ndcg_at_10']:.3f} | {row['model.spearman']:.3f} |" in text  # a markdown row
 
 
 @pytest.mark.parametrize(

@@ -198,12 +198,9 @@ Each season's races pooled; the verdict names every baseline figure the model is
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else table.to_string(index=False)
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """A GitHub markdown table (floats to 3 decimals), with no extra dependency."""
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + " --- |" * len(table.columns)
+    rows = ["| " + " | ".join(_fmt(v.item() if hasattr(v, "item") else v) for v in row) + " |"
+            for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
