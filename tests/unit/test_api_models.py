@@ -47,7 +47,7 @@ def errors(spec: dict) -> list[str]:
 def test_examples_parse_to_what_they_say():
     run = parse_resource(yaml.safe_load((EXAMPLES / "trainingrun.yaml").read_text()))
     assert isinstance(run, TrainingRunSpec)
-    assert (run.model, run.algorithm, run.data.seasons) == ("race_winner", "xgboost", [2022, 2023, 2024])
+    assert (run.model, run.algorithm, run.data.seasons) == ("race_winner", "logistic_regression", [2022, 2023, 2024])
     assert run.data.source is None  # the operator's default data claim
     assert run.resources.requests == {"cpu": "4", "memory": "8Gi"}
     assert run.resources.limits == {"cpu": "8", "memory": "16Gi"}
@@ -96,7 +96,7 @@ def test_bad_examples_give_the_human_line(name, expected):
 
 def test_defaults():
     spec = parse_training_run_spec(minimal(tuning={"searchSpace": {"x": {"type": "float", "low": 0, "high": 1}}}))
-    assert spec.algorithm == "xgboost" and spec.suspend is False
+    assert spec.algorithm == "logistic_regression" and spec.suspend is False
     assert spec.data.source is None  # the operator's configured default applies
     assert spec.tuning.engine == "optuna" and spec.tuning.num_samples == 20
     assert spec.run_policy is None and spec.promotion is None  # builders apply RunPolicy()/Promotion() defaults
@@ -121,7 +121,7 @@ def test_snake_case_names_work_and_to_dict_gives_yaml_names():
 
 def test_null_means_unset_as_on_the_server():
     spec = parse_training_run_spec(minimal(algorithm=None, tuning=None, runPolicy={"backoffLimit": None}))
-    assert spec.algorithm == "xgboost" and spec.tuning is None and spec.run_policy.backoff_limit == 3
+    assert spec.algorithm == "logistic_regression" and spec.tuning is None and spec.run_policy.backoff_limit == 3
 
 
 def test_round_trip_of_every_example():

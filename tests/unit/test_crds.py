@@ -405,7 +405,7 @@ def test_trainingrun_columns_on_a_promoted_run():
     body = finished_run()
     assert server_errors(body) == []  # the status the operator writes fits the schema
     assert cells("TrainingRun", body) == {
-        "Model": "race_winner", "Algorithm": "xgboost", "State": "Succeeded", "Progress": 100,
+        "Model": "race_winner", "Algorithm": "logistic_regression", "State": "Succeeded", "Progress": 100,
         "Best": 0.5833, "Promoted": "7", "Age": T0,
     }
     assert cells("TrainingRun", body, wide=True)["Job"] == "race-winner-xgb-train"
