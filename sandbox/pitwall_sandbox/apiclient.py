@@ -69,7 +69,12 @@ class AsyncApi:
         """
         assert self.session is not None
         while True:
-            listing = await self.request("GET", path, params=params or None)
+            try:  # the API server may be away (restarted): list again until it answers
+                listing = await self.request("GET", path, params=params or None)
+            except (aiohttp.ClientError, TimeoutError, ApiError, OSError) as error:
+                log.debug("list %s failed (%s); trying again", path, error)
+                await asyncio.sleep(1.0)
+                continue
             version = listing["metadata"]["resourceVersion"]
             for item in listing.get("items") or []:
                 yield "ADDED", item

@@ -108,6 +108,15 @@ class ControlPlane:
             process.stop()
         self.processes.clear()
 
+    def restart(self, name: str, timeout: float = 120) -> None:
+        """Stop one component and start it again with the same flags (tests: the API server going
+        away drops every watch and connection, as an upgrade or a crash would)."""
+        (old,) = [p for p in self.processes if p.name == name]
+        old.stop()
+        self.processes[self.processes.index(old)] = Process(old.name, old.argv, old.log, old.env).start()
+        if name == "kube-apiserver":
+            self._wait_ready(timeout)
+
     def check(self) -> None:
         """Raise with the log tail of a component that has exited."""
         for process in self.processes:

@@ -2,7 +2,8 @@
 
 While several runs train at once, the API server refuses a share of the operator's writes with
 409 and 500 (an admission webhook, tests/plugins/faults.py), the operator is killed (SIGKILL) and
-started again, a trainer pod is killed, and the runs' MLflow server is stopped and started again.
+started again, a trainer pod is killed, the runs' MLflow server is stopped and started again, and
+(on the sandbox) the API server itself restarts, dropping every watch.
 Every run must end Succeeded, with one Job of its own, one model version in MLflow that its status
 names, and its metrics: nothing lost. The counts are printed (`-s` shows them; `-rA` keeps them).
 
@@ -94,10 +95,16 @@ def api_faults(cluster: Cluster, operator: Any) -> Iterator[FaultWebhook]:
     hook.close()
 
 
-def chaos_schedule(rng: random.Random) -> list[tuple[float, str]]:
-    """(seconds after the runs were applied, fault): one of each, at random points of the runs."""
-    return sorted([(rng.uniform(3, 25), "kill-operator"), (rng.uniform(5, 35), "kill-trainer"),
-                   (rng.uniform(8, 30), "stop-mlflow"), (rng.uniform(20, 45), "kill-operator")])
+def chaos_schedule(rng: random.Random, sandbox: bool) -> list[tuple[float, str]]:
+    """(seconds after the runs were applied, fault): one of each, at random points of the runs.
+
+    On the sandbox the API server itself is restarted too: every watch and connection drops.
+    """
+    faults = [(rng.uniform(3, 25), "kill-operator"), (rng.uniform(5, 35), "kill-trainer"),
+              (rng.uniform(8, 30), "stop-mlflow"), (rng.uniform(20, 45), "kill-operator")]
+    if sandbox:
+        faults.append((rng.uniform(10, 40), "restart-apiserver"))
+    return sorted(faults)
 
 
 def trainer_pods(cluster: Cluster, runs: list[str]) -> list[dict[str, Any]]:
@@ -120,8 +127,9 @@ def test_every_run_ends_right_under_faults_and_nothing_is_lost(cluster, operator
         "kill-operator": lambda: (operator.stop(signal.SIGKILL), operator.start()),
         "kill-trainer": lambda: kill_a_trainer(cluster, names, rng),
         "stop-mlflow": lambda: (mlflow.stop(), time.sleep(MLFLOW_OUTAGE), mlflow.start()),
+        "restart-apiserver": lambda: cluster.sandbox.control_plane.restart("kube-apiserver"),
     }
-    for at, fault in chaos_schedule(rng):
+    for at, fault in chaos_schedule(rng, cluster.is_sandbox):
         time.sleep(max(0.0, at - (time.monotonic() - started)))
         actions[fault]()
         counts[fault] += 1

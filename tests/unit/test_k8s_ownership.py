@@ -49,3 +49,26 @@ def test_an_object_we_may_not_read_back_is_not_read(monkeypatch) -> None:
 def test_owned_by_needs_the_uid_not_the_name() -> None:
     assert k8s.owned_by(JOB, "new-uid")
     assert not k8s.owned_by(JOB, "old-uid") and not k8s.owned_by(None, "new-uid") and not k8s.owned_by(JOB, "")
+
+
+def test_suspending_drops_the_spec_configmap_so_an_edit_made_meanwhile_is_what_resumes(monkeypatch) -> None:
+    from pitwall_operator.handlers import reconcile as rc
+
+    deleted: list[tuple[str, str]] = []
+    monkeypatch.setattr(k8s, "delete", lambda api_version, kind, namespace, name: deleted.append((kind, name)) or True)
+    rc.delete_children({"metadata": {"name": "rw", "namespace": "f1", "uid": "u"}})
+    assert ("ConfigMap", "rw-spec") in deleted and ("Job", "rw-train") in deleted
+
+
+def test_a_predecessors_child_is_removed_only_when_the_operator_made_it_for_this_name(monkeypatch) -> None:
+    from pitwall_operator.builders.meta import RunRef
+    from pitwall_operator.handlers import reconcile as rc
+
+    deleted: list[str] = []
+    monkeypatch.setattr(k8s, "delete", lambda api_version, kind, namespace, name: deleted.append(name) or True)
+    run = RunRef("rw", "f1", "new-uid")
+    ours = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "rw-train", "labels": {
+        "app.kubernetes.io/managed-by": "pitwall-operator", "pitwall.io/training-run": "rw"}}}
+    assert rc._remove_stale(run, ours) and deleted == ["rw-train"]
+    someone_elses = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "rw-train", "labels": {}}}
+    assert not rc._remove_stale(run, someone_elses) and deleted == ["rw-train"]
