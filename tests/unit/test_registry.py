@@ -385,6 +385,8 @@ def test_champion_served_by_pyfunc_answers_per_race(trained, kind, uri, client, 
     record = registry.log_and_register(result, tracking_uri=uri, registered_model_name=name)
     assert registry.promote(record, result, tracking_uri=uri).promoted
     assert client.get_run(record.run_id).data.tags["pitwall.flavour"] == "pyfunc"
+    card = {Path(a.path).name for a in client.list_artifacts(record.run_id, "model_card")}
+    assert {"card.md", "per_season.csv", "calibration.png"} <= card  # the card, in MLflow
     served = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     inputs = {c.name: c.required for c in served.metadata.signature.inputs.inputs}
     assert inputs["raceId"] is False and inputs["driverRef"] is False
