@@ -1,4 +1,4 @@
-"""Errors that map to the trainer's exit codes (DESIGN.md: 0 ok, 2 not retryable, 1 retryable).
+"""Errors that map to the trainer's exit codes (0 ok, 2 not retryable, 1 retryable).
 
 The Job's podFailurePolicy fails fast on exit code 2, so only raise these for problems that a
 retry cannot fix: a bad configuration or bad data.

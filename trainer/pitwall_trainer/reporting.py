@@ -1,4 +1,4 @@
-"""Progress and results back to the TrainingRun (DESIGN.md flow, step 4).
+"""Progress and results back to the TrainingRun.
 
 In a pod the trainer knows its TrainingRun from PITWALL_TRAININGRUN_NAME/NAMESPACE. It
 merge-patches only the status subresource of that one resource (RBAC: get/patch

@@ -1,4 +1,4 @@
-"""`pitwall-train`: the trainer's command line (DESIGN.md, "Trainer CLI").
+"""`pitwall-train`: the trainer's command line.
 
 Each command lives in its own module of this package with a `register(subparsers)` function
 that adds its parser and sets `handler`. Add a new command by adding its module to

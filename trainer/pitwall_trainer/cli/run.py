@@ -1,9 +1,9 @@
-"""`pitwall-train run --spec FILE`: what a TrainingRun's pod runs (DESIGN.md flow, step 4).
+"""`pitwall-train run --spec FILE`: what a TrainingRun's pod runs.
 
 Reads the spec the operator mounted, optionally fetches data and tunes, trains, registers and
 promotes, reports progress and the result to the TrainingRun's status, and always leaves the
 result in the termination message so the operator can recover it even if a status patch was
-lost. Exit codes follow DESIGN.md: 2 for a bad spec or bad data (the Job fails fast), 1 for
+lost. Exit codes: 2 for a bad spec or bad data (the Job fails fast), 1 for
 anything worth a retry (MLflow down, a crash).
 """
 
@@ -136,7 +136,7 @@ def execute(spec: Any, data_dir: str | None, reporter: StatusReporter | None) ->
 
 
 def result_payload(result: Any, record: Any, decision: Any, best_params: dict | None) -> dict[str, Any]:
-    """The status fields and termination message of a successful run (DESIGN.md contract)."""
+    """The status fields and termination message of a successful run."""
     regression = None
     if decision.regression and decision.new_value is not None and decision.previous_value is not None:
         regression = {

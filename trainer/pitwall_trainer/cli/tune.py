@@ -26,7 +26,7 @@ def add_tune_arguments(parser: argparse.ArgumentParser, standalone: bool = False
     group.add_argument(
         "--search-space",
         help="YAML/JSON file: a searchSpace mapping, a TrainingRun `tuning` block or a whole TrainingRun "
-        "(default: the seed's XGBoost ranges, sensible ones for the other algorithms)",
+        "(default: the original design's XGBoost ranges, sensible ones for the other algorithms)",
     )
     group.add_argument("--ray-address", help="attach to a running Ray cluster, e.g. 10.0.0.5:6379 (default: local)")
     group.add_argument("--storage", help="Optuna storage URL (default: SQLite in the run folder; "

@@ -3,9 +3,9 @@
 The season is replayed race by race. Before each race the deployed model predicts it; after the
 race the policy decides whether to retrain before the next one (on every race before it):
 
-- weekly: retrain after every race weekend (the seed's Tuesday 06:00 schedule);
+- weekly: retrain after every race weekend (the RetrainPolicy example's Tuesday 06:00 schedule);
 - never: the model trained before the season's first race serves the whole season;
-- on-drift: retrain only when a drift trigger of a RetrainPolicy fires with the seed's settings:
+- on-drift: retrain only when a drift trigger of a RetrainPolicy fires with the RetrainPolicy defaults:
   performance drift (the deployed model's accuracy over the last 5 races it served below 0.9 of
   the accuracy it was measured at when trained) or data drift (PSI of the key features, training
   window vs the races since, above 0.1).
@@ -32,7 +32,7 @@ from pitwall_trainer.monitoring.drift import KEY_FEATURES, feature_drift
 from pitwall_trainer.monitoring.signals import ACCURACY_METRIC
 
 POLICIES = ("weekly", "never", "on-drift")
-PERF_THRESHOLD, WINDOW_RACES, DRIFT_THRESHOLD = 0.9, 5, 0.1  # the RetrainPolicy defaults (the seed)
+PERF_THRESHOLD, WINDOW_RACES, DRIFT_THRESHOLD = 0.9, 5, 0.1  # the RetrainPolicy defaults
 
 
 def add_retrain_argument(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +67,7 @@ def _train(model: str, algorithm: str, history: pd.DataFrame, before: pd.Timesta
 
 
 def _drift_reasons(model: str, deployed: _Deployed) -> list[str]:
-    """The seed's drift triggers on what this model has served since it was trained."""
+    """The default drift triggers on what this model has served since it was trained."""
     reasons = []
     served = pd.concat(deployed.served) if deployed.served else pd.DataFrame()
     if served.empty:

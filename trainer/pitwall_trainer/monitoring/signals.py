@@ -30,7 +30,7 @@ from pitwall_trainer.monitoring.drift import KEY_FEATURES, feature_drift
 log = logging.getLogger(__name__)
 
 ACCURACY_METRIC = {"race_winner": "top1_accuracy", "quali_order": "spearman", "pit_window": "within_3_laps"}
-# Trigger settings when the caller gives none: the RetrainPolicy API's defaults (the seed's numbers).
+# Trigger settings when the caller gives none: the RetrainPolicy API's defaults.
 DEFAULT_TRIGGERS: dict[str, Any] = {
     "afterNewRace": {"enabled": True},
     "performanceDrift": {"threshold": 0.9, "windowRaces": 5},

@@ -1,6 +1,6 @@
 """Ray Tune engine: `tune.Tuner` with OptunaSearch (TPE) and ASHA, locally or on an existing cluster.
 
-Ray 2.6x traps handled here (DESIGN.md): a custom searcher runs one trial at a time unless
+Ray 2.6x traps handled here: a custom searcher runs one trial at a time unless
 `max_concurrent_trials` is set, so it always is; `reuse_actors=True`; `RunConfig` comes from
 `ray.tune` and results go to `storage_path` (the run folder), never ~/ray_results; a new local
 cluster gets `RAY_AUTH_MODE=disabled` and a temp dir under the system temp folder, not $HOME.

@@ -76,7 +76,7 @@ def _p(name: str, type_: str, low: float | None = None, high: float | None = Non
     return Param(name, type_, low, high)
 
 
-# The seed's XGBoost ranges (docs: Distributed Training), with inclusive integer bounds.
+# The original design's XGBoost ranges (docs: Distributed Training), with inclusive integer bounds.
 XGBOOST_SPACE: SearchSpace = {p.name: p for p in (
     _p("n_estimators", "int", 100, 1000),
     _p("max_depth", "int", 3, 12),
@@ -100,7 +100,7 @@ RIDGE_SPACE: SearchSpace = {"alpha": _p("alpha", "logfloat", 0.001, 100)}
 
 
 def default_space(model: str, algorithm: str) -> SearchSpace:
-    """The space used when none is given: the seed's for XGBoost, sensible ones otherwise."""
+    """The space used when none is given: the original design's for XGBoost, sensible ones otherwise."""
     if algorithm == "xgboost":
         return dict(XGBOOST_SPACE)
     if algorithm == "random_forest":
