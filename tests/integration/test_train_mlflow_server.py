@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +18,16 @@ from pitwall_trainer.features import load_feature_matrix
 pytestmark = pytest.mark.integration
 
 
-# A separate process loads the champion the way a serving process would: only MLflow's own API.
+# A separate process loads the champion the way a serving process would: only MLflow's own API,
+# and without the trainer installed (python -S: site-packages on the path, but not the editable
+# install's .pth), so the trainer code must come from the model itself.
 SERVE = """
 import json, sys
 import mlflow.pyfunc
 import pandas as pd
 entries = pd.read_pickle(sys.argv[2])  # feature columns are doubles, as the signature says
 out = mlflow.pyfunc.load_model(sys.argv[1]).predict(entries)
-print(json.dumps(out.to_dict(orient="list")))
+print(json.dumps({"out": out.to_dict(orient="list"), "code": sys.modules["pitwall_trainer"].__file__}))
 """
 
 
@@ -61,12 +64,15 @@ def test_model_trains_and_registers_on_a_real_server(
     entries = tmp_path / "entries.pkl"
     race[["driverRef", *features]].reset_index(drop=True).to_pickle(entries)
     served = subprocess.run(
-        [sys.executable, "-c", SERVE, f"models:/{name}@champion", str(entries)], cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        [sys.executable, "-S", "-c", SERVE, f"models:/{name}@champion", str(entries)], cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_DISABLE_TELEMETRY": "true",
+             "PYTHONPATH": site.getsitepackages()[0]},
         capture_output=True, text=True, timeout=300,
     )
     assert served.returncode == 0, served.stderr[-3000:]
-    out = json.loads(served.stdout.strip().splitlines()[-1])
+    answer = json.loads(served.stdout.strip().splitlines()[-1])
+    out = answer["out"]
+    assert "/code/pitwall_trainer/" in answer["code"]  # the model's bundled code, not the repo's
     assert out["driverRef"] == race["driverRef"].tolist()
     if model == "race_winner":
         assert sum(out["prob"]) == pytest.approx(1.0) and min(out["prob"]) >= 0
