@@ -286,6 +286,7 @@ def test_optuna_tuned_run_trains_on_the_best_parameters(cluster, operator):
     space = {"max_depth": {"type": "int", "low": 2, "high": 4},
              "learning_rate": {"type": "logfloat", "low": 0.01, "high": 0.3},
              "n_estimators": {"type": "int", "low": 20, "high": 60}}
+    doc["spec"]["algorithm"] = "xgboost"  # its search space is XGBoost's
     doc["spec"]["tuning"] = {"engine": "optuna", "numSamples": 3, "searchSpace": space}
     doc["spec"]["evaluation"] = {"holdoutRaces": 4, "walkForwardFolds": 2}
     doc["spec"]["promotion"] = {"policy": "Never"}

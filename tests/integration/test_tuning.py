@@ -217,7 +217,7 @@ def test_two_optuna_workers_share_one_postgres_study(postgres_url: str, warm_fea
     """Two `pitwall-train tune` processes on one study: together they run the study's trials."""
     space_file = tmp_path / "space.yaml"
     space_file.write_text(json.dumps({"searchSpace": SPACE, "scheduler": SCHEDULER, "metric": "log_loss"}))
-    command = [sys.executable, "-m", "pitwall_trainer", "tune", "--model", "race_winner", "--engine", "optuna",
+    command = [sys.executable, "-m", "pitwall_trainer", "tune", "--model", "race_winner", "--algorithm", "xgboost", "--engine", "optuna",
                "--num-samples", str(SAMPLES), "--search-space", str(space_file), "--storage", postgres_url,
                "--study-name", "shared", "--seasons", "2022,2023", "--data-dir", str(warm_features),
                "--tune-folds", "2", "--no-tune-tracking", "--json"]
