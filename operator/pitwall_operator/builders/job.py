@@ -75,6 +75,11 @@ def _env_list(spec_env: Any) -> list[dict[str, Any]]:
     return [dict(e) for e in spec_env]
 
 
+def env_vars(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """name -> value (or name -> {"valueFrom": ...}) as a container's `env` list."""
+    return [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in values.items()]
+
+
 def trainer_env(run: RunRef, spec: dict[str, Any], settings: Settings, extra: dict[str, Any] | None = None) -> list:
     """Our variables (`extra`: name -> value, or name -> {"valueFrom": ...}), then the user's."""
     claim, path = data_source(spec, settings)
@@ -95,7 +100,7 @@ def trainer_env(run: RunRef, spec: dict[str, Any], settings: Settings, extra: di
     if storage:  # Optuna workers share one study through this URL (the trainer reads the variable)
         env.append({"name": "PITWALL_OPTUNA_STORAGE",
                     "valueFrom": {"secretKeyRef": {"name": storage["name"], "key": storage["key"]}}})
-    env += [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in (extra or {}).items()]
+    env += env_vars(extra or {})
     # the user's env replaces ours by name (no duplicate names: strict validation rejects them)
     user = _env_list(spec.get("env"))
     overridden = {u.get("name") for u in user}

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pitwall_operator.builders.job import container_security_context, place_pod, pod_security_context
+from pitwall_operator.builders.job import (
+    container_security_context,
+    env_vars,
+    place_pod,
+    pod_security_context,
+)
 from pitwall_operator.builders.meta import RUN_LABEL, RunRef, kueue_labels, metadata, ray_cluster_name
 from pitwall_operator.config import Settings
 
@@ -87,7 +92,7 @@ def _container(run: RunRef, name: str, image: str, spec: dict[str, Any], resourc
         "name": name,
         "image": image,
         "securityContext": container_security_context(),
-        "env": [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in env.items()],
+        "env": env_vars(env),
     }
     if ports:
         container["ports"] = ports

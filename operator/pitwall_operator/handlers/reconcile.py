@@ -44,6 +44,7 @@ from pitwall_operator.builders.raycluster import (
     is_ready,
     ray_settings,
 )
+from pitwall_operator.builders.retrain import parse_time
 from pitwall_operator.builders.trainer_access import build_promotion_lease, build_trainer_access
 from pitwall_operator.config import Settings
 
@@ -325,7 +326,8 @@ def _ours(obj: dict[str, Any] | None, run: RunRef) -> dict[str, Any] | None:
 
 
 def _ensure_access(run: RunRef, spec: dict[str, Any], settings: Settings) -> None:
-    """The run's own ServiceAccount, Role and RoleBinding, before any pod that uses them."""
+    """The namespace's promotion Lease and the run's own ServiceAccount, Role and RoleBinding,
+    before any pod that uses them."""
     for obj in [build_promotion_lease(run.namespace), *build_trainer_access(run, spec, settings)]:
         k8s.create(obj)
 
@@ -388,13 +390,8 @@ POD_CHECK_GRACE = 10.0  # seconds a new Job's pods get before the operator looks
 
 def _age(iso: str | None, now: str) -> float:
     """Seconds from `iso` to `now` (0 when unknown)."""
-    if not iso:
-        return 0.0
-    try:
-        then = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
-        return (datetime.fromisoformat(now.replace("Z", "+00:00")) - then).total_seconds()
-    except ValueError:
-        return 0.0
+    then, current = parse_time(iso), parse_time(now)
+    return (current - then).total_seconds() if then and current else 0.0
 
 
 def _may_be_stuck(job: dict[str, Any], now: str) -> bool:
