@@ -29,11 +29,13 @@ train: setup
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: controlplane
-	$(PY) -m ruff check operator trainer sandbox tests bench
+	$(PY) -m ruff check api operator trainer sandbox kubectl tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
 
 lint: setup
-	$(PY) -m ruff check operator trainer sandbox tests bench
+	$(PY) -m ruff check api operator trainer sandbox kubectl tests bench
+	$(VENV)/bin/lint-imports
 
 # kind cluster, images and deploy targets (docs/deploy.md)
 include mk/kind.mk

@@ -1,7 +1,7 @@
 """PitWall operator package.
 
 `kopf run -m pitwall_operator` registers the TrainingRun and RetrainPolicy handlers: they are imported here only
-when kopf is already loaded, so the trainer image (which imports `pitwall_operator.api` and has
+when kopf is already loaded, so the trainer image (which imports `pitwall_api` and has
 no kopf) never pulls the operator in. `kopf run -m pitwall_operator.handlers` works too.
 """
 

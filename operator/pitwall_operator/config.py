@@ -14,10 +14,9 @@ from typing import Any
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/pitwall/trainer:0.1.0"
 FINALIZER = "pitwall.io/finalizer"
-GROUP = "pitwall.io"
-VERSION = "v1alpha1"
-PLURAL = "trainingruns"
-KIND = "TrainingRun"
+from pitwall_api.contract import GROUP, TRAININGRUN_KIND, TRAININGRUN_PLURAL, VERSION  # noqa: F401,E402 - re-exported
+
+PLURAL, KIND = TRAININGRUN_PLURAL, TRAININGRUN_KIND
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:

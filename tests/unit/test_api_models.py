@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pitwall_operator.api import (
+from pitwall_api import (
     STATES,
     RetrainPolicySpec,
     SpecError,
@@ -100,7 +100,7 @@ def test_defaults():
     assert spec.data.source is None  # the operator's configured default applies
     assert spec.tuning.engine == "optuna" and spec.tuning.num_samples == 20
     assert spec.run_policy is None and spec.promotion is None  # builders apply RunPolicy()/Promotion() defaults
-    from pitwall_operator.api.trainingrun import AshaScheduler, Notifications, Promotion, RunPolicy
+    from pitwall_api.trainingrun import AshaScheduler, Notifications, Promotion, RunPolicy
 
     assert RunPolicy().backoff_limit == 3
     assert (Promotion().policy, Promotion().alias, Promotion().min_improvement) == ("IfBetter", "champion", 0.0)
@@ -333,7 +333,7 @@ def test_partial_status_parses_and_keeps_kopf_bookkeeping():
 
 
 def test_env_cannot_redirect_the_trainer_to_another_resource() -> None:
-    from pitwall_operator.api import SpecError, parse_training_run_spec
+    from pitwall_api import SpecError, parse_training_run_spec
 
     spec = {"model": "race_winner", "data": {"seasons": [2024]},
             "env": [{"name": "LOG_LEVEL", "value": "DEBUG"}, {"name": "PITWALL_TRAININGRUN_NAME", "value": "other-run"}]}

@@ -202,7 +202,7 @@ def test_sync_waves_put_crds_first() -> None:
 
 
 def test_training_folder_holds_valid_resources() -> None:
-    api = pytest.importorskip("pitwall_operator.api", reason="the API models parse the examples")
+    api = pytest.importorskip("pitwall_api", reason="the API models parse the examples")
     parsers = {"TrainingRun": api.parse_training_run_spec, "RetrainPolicy": api.parse_retrain_policy_spec}
     seen = set()
     for path in sorted((ARGO / "training").glob("*.yaml")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 import yaml
-from pitwall_operator.api import parse_training_run_spec
+from pitwall_api import parse_training_run_spec
 from pitwall_operator.builders.configmap import build_spec_configmap
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.job import build_job

@@ -386,7 +386,7 @@ def test_chart_rbac_file_is_generated_from_permissions() -> None:
 def test_chart_crds_are_identical_to_crds_folder() -> None:
     sources = sorted((ROOT / "crds").glob("*.yaml"))
     if not sources:
-        pytest.skip("crds/ holds no generated CRDs yet (python -m pitwall_operator.api crds --out crds)")
+        pytest.skip("crds/ holds no generated CRDs yet (python -m pitwall_api crds --out crds)")
     copies = sorted((CHART / "crds").glob("*.yaml"))
     assert [p.name for p in copies] == [p.name for p in sources], "run: python scripts/sync-chart.py"
     for source, copy in zip(sources, copies, strict=True):

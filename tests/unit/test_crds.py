@@ -19,10 +19,10 @@ import pytest
 import yaml
 from jsonpath_ng import parse as jsonpath_parse
 from jsonpath_ng.ext import parse as jsonpath_ext_parse
-from pitwall_operator.api import SpecError, derive_state, parse_resource, set_condition
-from pitwall_operator.api.__main__ import main as api_main
-from pitwall_operator.api.crdgen import MAX_CRD_BYTES, build_crds, render, write_crds
-from pitwall_operator.api.docs import render_docs
+from pitwall_api import SpecError, derive_state, parse_resource, set_condition
+from pitwall_api.__main__ import main as api_main
+from pitwall_api.crdgen import MAX_CRD_BYTES, build_crds, render, write_crds
+from pitwall_api.docs import render_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
@@ -150,7 +150,7 @@ def test_generated_crds_equal_the_checked_in_ones(tmp_path):
     assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted(p.name for p in written)
     for path in written:
         assert path.read_bytes() == (CRD_DIR / path.name).read_bytes(), (
-            f"crds/{path.name} is stale: run `python -m pitwall_operator.api crds --out crds`"
+            f"crds/{path.name} is stale: run `python -m pitwall_api crds --out crds`"
         )
 
 
@@ -164,7 +164,7 @@ def test_cli_check_mode(tmp_path, capsys):
 
 def test_docs_are_current_and_cover_every_field():
     text = (ROOT / "docs" / "api.md").read_text()
-    assert text == render_docs(), "docs/api.md is stale: run `python -m pitwall_operator.api docs --out docs/api.md`"
+    assert text == render_docs(), "docs/api.md is stale: run `python -m pitwall_api docs --out docs/api.md`"
 
     def fields(node: dict[str, Any]) -> set[str]:
         out = set()

@@ -166,3 +166,12 @@ def test_dockerignore_keeps_the_context_small_but_not_the_sources() -> None:
                 for source in copy.split()[:-1]:
                     assert not ignored(source), f"{name} copies {source}, which .dockerignore drops"
                     assert (ROOT / source).exists(), source
+
+
+def test_each_image_holds_the_contract_and_its_own_package_only(dockerfile: tuple[str, list[Stage]]) -> None:
+    """The sandbox and the kubectl plugin are in no image; operator and trainer not in each other's."""
+    name, stages = dockerfile
+    own = IMAGES[name]["extra"]
+    sources = {c.split()[0] for stage in stages[:-1] for c in stage.args("COPY") if not c.startswith("--from")}
+    folders = {s for s in sources if (ROOT / s).is_dir()}
+    assert folders == {"api", own}, f"{name} copies {sorted(folders)}"

@@ -62,7 +62,7 @@ def test_every_model_feature_is_covered_by_the_leakage_test():
 def test_one_default_algorithm_everywhere():
     """The CLI's per-model default, the TrainingRun's default and the examples name one algorithm."""
     import yaml
-    from pitwall_operator.api.trainingrun import TrainingRunSpec
+    from pitwall_api.trainingrun import TrainingRunSpec
 
     defaults = {spec.default_algorithm for spec in MODELS.values()}
     assert defaults == {TrainingRunSpec.model_fields["algorithm"].default}

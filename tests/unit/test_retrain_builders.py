@@ -8,7 +8,7 @@ from typing import Any
 
 import kubernetes_validate
 import yaml
-from pitwall_operator.api import parse_retrain_policy_spec
+from pitwall_api import parse_retrain_policy_spec
 from pitwall_operator.builders import retrain as rt
 from pitwall_operator.config import Settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pitwall_operator.api import derive_state, get_condition, parse_training_run_status
+from pitwall_api import derive_state, get_condition, parse_training_run_status
 from pitwall_operator.builders import status as st
 
 T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from pitwall_api.redact import redact_text, redact_uri
 from pitwall_operator.builders import status
-from pitwall_operator.redact import redact_text, redact_uri
 
 SECRET_URI = "https://alice:s3cr3t@mlflow.example.com:5000/api?token=abc123&x=1"
 

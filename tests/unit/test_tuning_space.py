@@ -72,7 +72,7 @@ def test_parses_the_crd_shape_and_samples_inside_it():
 
 def test_the_api_models_dump_parses_unchanged():
     """A TrainingRun's `tuning` block, as the operator's pydantic model dumps it, is accepted as is."""
-    from pitwall_operator.api.trainingrun import Tuning
+    from pitwall_api.trainingrun import Tuning
 
     tuning = Tuning.model_validate({
         "engine": "ray", "numSamples": 30, "maxConcurrentTrials": 4, "metric": "log_loss",
@@ -257,7 +257,7 @@ def test_cli_bad_input_exits_2_naming_the_option(argv, message, capsys):
 
 def _example_spec(**tuning_changes):
     import yaml
-    from pitwall_operator.api import parse_training_run_spec
+    from pitwall_api import parse_training_run_spec
 
     from tests.conftest import REPO_ROOT
 

@@ -4,9 +4,7 @@ The Job's podFailurePolicy fails fast on exit code 2, so only raise these for pr
 retry cannot fix: a bad configuration or bad data.
 """
 
-EXIT_OK = 0
-EXIT_RETRYABLE = 1
-EXIT_BAD_INPUT = 2
+from pitwall_api.contract import EXIT_BAD_INPUT, EXIT_OK, EXIT_RETRYABLE  # noqa: F401 - re-exported
 
 
 class PitwallError(Exception):

@@ -23,14 +23,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pitwall_api.contract import MLFLOW_RUN_UID_TAG, PROMOTION_LEASE_ENV, RUN_NAMESPACE_ENV, RUN_UID_ENV
+
 from pitwall_trainer.errors import PitwallError
 
 log = logging.getLogger(__name__)
 
-RUN_UID_ENV = "PITWALL_TRAININGRUN_UID"
-LEASE_ENV = "PITWALL_PROMOTION_LEASE"
-NAMESPACE_ENV = "PITWALL_TRAININGRUN_NAMESPACE"
-RUN_TAG = "pitwall.training_run_uid"
+LEASE_ENV, NAMESPACE_ENV, RUN_TAG = PROMOTION_LEASE_ENV, RUN_NAMESPACE_ENV, MLFLOW_RUN_UID_TAG
 LEASE_SECONDS = 60  # a holder that died frees the lease after this long
 WAIT_SECONDS = 600.0  # how long a promotion waits for the lease before the attempt fails (retryable)
 

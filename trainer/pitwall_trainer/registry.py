@@ -35,7 +35,7 @@ import mlflow  # noqa: E402
 import requests  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from pitwall_operator.redact import redact_text, redact_uri  # noqa: E402
+from pitwall_api.redact import redact_text, redact_uri  # noqa: E402
 
 from pitwall_trainer.data.paths import cache_root  # noqa: E402
 from pitwall_trainer.errors import ConfigError  # noqa: E402

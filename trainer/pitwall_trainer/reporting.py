@@ -19,15 +19,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pitwall_api.contract import (
+    GROUP,
+    RUN_NAME_ENV,
+    RUN_NAMESPACE_ENV,
+    TERMINATION_LIMIT,
+    TERMINATION_LOG,
+    TERMINATION_LOG_ENV,
+    TRAININGRUN_PLURAL,
+    VERSION,
+)
+
 from pitwall_trainer.progress import ProgressUpdate
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "pitwall.io", "v1alpha1", "trainingruns"
-NAME_ENV, NAMESPACE_ENV = "PITWALL_TRAININGRUN_NAME", "PITWALL_TRAININGRUN_NAMESPACE"
-TERMINATION_ENV = "PITWALL_TERMINATION_LOG"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-TERMINATION_LIMIT = 4096  # bytes the kubelet keeps of a termination message
+PLURAL, NAME_ENV, NAMESPACE_ENV = TRAININGRUN_PLURAL, RUN_NAME_ENV, RUN_NAMESPACE_ENV
+TERMINATION_ENV, DEFAULT_TERMINATION_LOG = TERMINATION_LOG_ENV, TERMINATION_LOG
 
 
 NON_FINITE_KEY = "nonFiniteMetrics"  # status field naming figures left out (JSON has no NaN)

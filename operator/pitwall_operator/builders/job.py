@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from pitwall_api.contract import (
+    CACHE_DIR_ENV,
+    DATA_DIR_ENV,
+    EXIT_BAD_INPUT,
+    OPTUNA_STORAGE_ENV,
+    PROMOTION_LEASE_ENV,
+    RUN_NAME_ENV,
+    RUN_NAMESPACE_ENV,
+    RUN_UID_ENV,
+    TERMINATION_LOG,
+)
+
 from pitwall_operator.builders.configmap import SPEC_KEY
 from pitwall_operator.builders.meta import (
     PROMOTION_LEASE,
@@ -21,8 +33,6 @@ SPEC_DIR = "/etc/pitwall"
 SPEC_PATH = f"{SPEC_DIR}/{SPEC_KEY}"
 DATA_MOUNT = "/data"
 CACHE_MOUNT = "/cache"
-TERMINATION_LOG = "/dev/termination-log"
-EXIT_BAD_INPUT = 2  # the trainer's "not retryable" exit code
 DEFAULT_BACKOFF_LIMIT = 3
 RUN_UID = 10001  # the trainer image's numeric USER (Dockerfile.trainer; a test keeps them equal)
 
@@ -84,21 +94,21 @@ def trainer_env(run: RunRef, spec: dict[str, Any], settings: Settings, extra: di
     """Our variables (`extra`: name -> value, or name -> {"valueFrom": ...}), then the user's."""
     claim, path = data_source(spec, settings)
     env = [
-        {"name": "PITWALL_TRAININGRUN_NAME", "value": run.name},
-        {"name": "PITWALL_TRAININGRUN_NAMESPACE", "value": run.namespace},
-        {"name": "PITWALL_TRAININGRUN_UID", "value": run.uid},  # a retried pod finds its run's version
-        {"name": "PITWALL_PROMOTION_LEASE", "value": PROMOTION_LEASE},
-        {"name": "PITWALL_CACHE_DIR", "value": CACHE_MOUNT},
+        {"name": RUN_NAME_ENV, "value": run.name},
+        {"name": RUN_NAMESPACE_ENV, "value": run.namespace},
+        {"name": RUN_UID_ENV, "value": run.uid},  # a retried pod finds its run's version
+        {"name": PROMOTION_LEASE_ENV, "value": PROMOTION_LEASE},
+        {"name": CACHE_DIR_ENV, "value": CACHE_MOUNT},
         {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
     ]
     if claim:
-        env.append({"name": "PITWALL_DATA_DIR", "value": f"{DATA_MOUNT}/{path}" if path else DATA_MOUNT})
+        env.append({"name": DATA_DIR_ENV, "value": f"{DATA_MOUNT}/{path}" if path else DATA_MOUNT})
     uri = (spec.get("mlflow") or {}).get("trackingUri") or settings.default_mlflow_uri
     if uri:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": uri})
     storage = ((spec.get("tuning") or {}).get("optuna") or {}).get("storageSecretRef")
     if storage:  # Optuna workers share one study through this URL (the trainer reads the variable)
-        env.append({"name": "PITWALL_OPTUNA_STORAGE",
+        env.append({"name": OPTUNA_STORAGE_ENV,
                     "valueFrom": {"secretKeyRef": {"name": storage["name"], "key": storage["key"]}}})
     env += env_vars(extra or {})
     # the user's env replaces ours by name (no duplicate names: strict validation rejects them)

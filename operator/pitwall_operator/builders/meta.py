@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pitwall_api.contract import RUN_LABEL  # noqa: F401 - re-exported
+
 from pitwall_operator.config import GROUP, KIND, VERSION
 
-RUN_LABEL = "pitwall.io/training-run"
 KUEUE_PREFIX = "kueue.x-k8s.io/"
 KUEUE_QUEUE = KUEUE_PREFIX + "queue-name"
 PROMOTION_LEASE = "pitwall-promotion"  # one per namespace; trainers get its name as PITWALL_PROMOTION_LEASE

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pitwall_api.contract import POD_IP_ENV, RAY_JOIN_ENV
+
 from pitwall_operator.builders.job import (
     container_security_context,
     env_vars,
@@ -23,8 +25,6 @@ RAY_VERSION = "2.60.0"  # the trainer image's ray[tune] pin (pyproject)
 GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
-JOIN_ENV = "PITWALL_RAY_JOIN"  # the trainer's ray_engine.JOIN_ENV: join as a 0-CPU node first
-POD_IP_ENV = "PITWALL_POD_IP"  # the trainer's ray_engine.POD_IP_ENV
 TOKEN_KEY = "token"
 
 
@@ -57,7 +57,7 @@ def ray_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def head_address(run: RunRef, ray_cluster: dict[str, Any] | None = None) -> str:
-    """The head's GCS address `<head>:6379` the driver joins (as a node without CPUs, see JOIN_ENV).
+    """The head's GCS address `<head>:6379` the driver joins (as a node without CPUs, see RAY_JOIN_ENV).
 
     `ray.init("<head>:6379")` attaches only through a raylet on the same host, so the driver pod
     starts one first; Ray Client (ray://) would run the Tuner remotely, away from the driver's
@@ -73,7 +73,7 @@ def head_address(run: RunRef, ray_cluster: dict[str, Any] | None = None) -> str:
 def driver_env(run: RunRef, ray_cluster: dict[str, Any] | None) -> dict[str, Any]:
     """What the driver Job needs to reach its RayCluster; the pod's IP is its Ray node's address
     (as KubeRay passes `--node-ip-address` to its own pods)."""
-    return {"RAY_ADDRESS": head_address(run, ray_cluster), JOIN_ENV: "1",
+    return {"RAY_ADDRESS": head_address(run, ray_cluster), RAY_JOIN_ENV: "1",
             POD_IP_ENV: {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             "PITWALL_RAY_CLUSTER": ray_cluster_name(run.name), **ray_auth_env(run)}
 

@@ -4,8 +4,7 @@ Like a CronJob with data triggers. The handler (handlers/retrainpolicy.py) reads
 the clock and passes them in; everything here is deterministic and unit-tested:
 
 - `schedule_tick`: the cron tick due now (croniter, in the policy's IANA time zone);
-- `fired_reasons`: which data triggers fire for the monitoring Job's signals (the monitor uses
-  the same rule, so `pitwall-train monitor --json` and the operator agree);
+- which data triggers fire: `pitwall_api.triggers.fired_reasons`, the rule the monitor uses too;
 - `build_training_run` / `build_monitor_job`: the manifests;
 - `concurrency`: Forbid / Replace / Allow; `runs_to_prune`: history limits;
 - `fold_runs`: outcomes of finished runs into champion and promotion history.
@@ -19,6 +18,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pitwall_api.contract import (
+    CACHE_DIR_ENV,
+    GROUP,
+    POLICY_LABEL,
+    POLICY_NAME_ENV,
+    POLICY_NAMESPACE_ENV,
+    PRIMARY_METRIC,
+    RETRAINPOLICY_KIND,
+    RETRAINPOLICY_PLURAL,
+    TRIGGER_LABEL,
+    VERSION,
+)
+from pitwall_api.triggers import SIGNAL_KEYS, fired_reasons, ordered  # noqa: F401 - the policy's decisions use them
+
 from pitwall_operator.builders.job import (
     CACHE_MOUNT,
     DATA_MOUNT,
@@ -27,12 +40,9 @@ from pitwall_operator.builders.job import (
     data_source,
     pod_security_context,
 )
-from pitwall_operator.config import GROUP, VERSION, Settings
+from pitwall_operator.config import Settings
 
-POLICY_KIND = "RetrainPolicy"
-POLICY_PLURAL = "retrainpolicies"
-POLICY_LABEL = "pitwall.io/retrain-policy"
-TRIGGER_LABEL = "pitwall.io/trigger"
+POLICY_KIND, POLICY_PLURAL = RETRAINPOLICY_KIND, RETRAINPOLICY_PLURAL
 REASONS_ANNOTATION = "pitwall.io/trigger-reasons"
 EVIDENCE_ANNOTATION = "pitwall.io/trigger-evidence"  # latest race date | champion version (data triggers)
 BASE_URL_ANNOTATION = "pitwall.io/fetch-base-url"  # optional: where the monitor's data refresh fetches from
@@ -46,13 +56,6 @@ ARGO_ANNOTATIONS = ("argocd.argoproj.io/tracking-id", "kubectl.kubernetes.io/las
 # Short words for run names: <policy(<=30)>-<yyyymmdd-hhmm>-<word(<=5)> fits 50 characters.
 REASON_WORD = {"Schedule": "sched", "AfterNewRace": "race", "PerformanceDrift": "perf",
                "DataDrift": "drift", "NewData": "data", "Manual": "man"}
-# The fields of status.signals (the CRD prunes anything else; the monitor writes these too).
-SIGNAL_KEYS = ("computedAt", "championVersion", "latestRaceDate", "championTrainEndDate", "newRaces", "newSamples",
-               "recentAccuracy", "baselineAccuracy", "driftScore", "dataRefresh")
-# Trigger order when several fire at once: the first names the run.
-REASON_ORDER = ("Schedule", "AfterNewRace", "PerformanceDrift", "DataDrift", "NewData", "Manual")
-# What a model's promotion compares when the template names no metric (the trainer's primary metric).
-PRIMARY_METRIC = {"race_winner": "top1_accuracy", "quali_order": "ndcg_at_10", "pit_window": "mae_laps"}
 
 
 @dataclass(frozen=True)
@@ -147,42 +150,6 @@ def check_due(last_check: datetime | None, interval_seconds: int, now: datetime)
 
 
 # --- data triggers --------------------------------------------------------------------------------
-
-
-def fired_reasons(signals: dict[str, Any], triggers: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """(reason, message) for every configured trigger the signals satisfy; camelCase in, as in the CRD.
-
-    performanceDrift compares accuracy-like metrics (higher is better): recent < threshold × baseline.
-    """
-    out: list[tuple[str, str]] = []
-    t = triggers or {}
-    new_races, new_samples = signals.get("newRaces"), signals.get("newSamples")
-    since = signals.get("championTrainEndDate") or "the start of the data (no champion yet)"
-    race = t.get("afterNewRace")
-    if race is not None and race.get("enabled", True) and new_races:
-        out.append(("AfterNewRace", f"{new_races} race(s) after {since}, latest {signals.get('latestRaceDate')}"))
-    perf = t.get("performanceDrift")
-    recent, baseline = signals.get("recentAccuracy"), signals.get("baselineAccuracy")
-    if perf is not None and recent is not None and baseline is not None:
-        threshold = float(perf.get("threshold", 0.9))
-        if recent < threshold * baseline:
-            out.append(("PerformanceDrift", f"recent accuracy {recent:.4f} < {threshold:g} x baseline {baseline:.4f} "
-                                            f"over the last {perf.get('windowRaces', 5)} races"))
-    drift = t.get("dataDrift")
-    score = signals.get("driftScore")
-    if drift is not None and score is not None:
-        threshold = float(drift.get("threshold", 0.1))
-        if score > threshold:
-            out.append(("DataDrift", f"drift score (PSI) {score:.4f} > {threshold:g}"))
-    data = t.get("newData")
-    if data is not None and new_samples is not None and new_samples >= int(data.get("minSamples", 20)):
-        out.append(("NewData", f"{new_samples} new samples >= {int(data.get('minSamples', 20))} since {since}"))
-    return out
-
-
-def ordered(reasons: list[str]) -> list[str]:
-    """Distinct reasons in REASON_ORDER (what status.lastTriggerReasons lists)."""
-    return [r for r in REASON_ORDER if r in set(reasons)]
 
 
 # --- the TrainingRun ------------------------------------------------------------------------------
@@ -287,9 +254,9 @@ def build_monitor_job(policy: PolicyRef, spec: dict[str, Any], settings: Setting
     claim, path = data_source(run_spec, settings)
     data_dir = (f"{DATA_MOUNT}/{path}" if path else DATA_MOUNT) if claim else None
     env = [
-        {"name": "PITWALL_RETRAINPOLICY_NAME", "value": policy.name},
-        {"name": "PITWALL_RETRAINPOLICY_NAMESPACE", "value": policy.namespace},
-        {"name": "PITWALL_CACHE_DIR", "value": CACHE_MOUNT},
+        {"name": POLICY_NAME_ENV, "value": policy.name},
+        {"name": POLICY_NAMESPACE_ENV, "value": policy.namespace},
+        {"name": CACHE_DIR_ENV, "value": CACHE_MOUNT},
         {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
     ]
     uri = (run_spec.get("mlflow") or {}).get("trackingUri") or settings.default_mlflow_uri

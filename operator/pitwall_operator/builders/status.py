@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pitwall_operator.api.common import derive_state, get_condition, is_terminal, set_condition
+from pitwall_api.common import derive_state, get_condition, is_terminal, set_condition
+from pitwall_api.redact import redact_text, redact_uri
+
 from pitwall_operator.builders.job import CONTAINER
-from pitwall_operator.redact import redact_text, redact_uri
 
 # status keys the operator owns (progress belongs to the trainer; kopf to kopf)
 OPERATOR_KEYS = (

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+from pitwall_api import is_terminal
 
 from pitwall_operator import k8s, metrics
-from pitwall_operator.api import is_terminal
 from pitwall_operator.builders.meta import RUN_LABEL
 from pitwall_operator.builders.raycluster import is_ready
 from pitwall_operator.config import GROUP, PLURAL, VERSION, Settings, apply_framework_settings

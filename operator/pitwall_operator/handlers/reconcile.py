@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
+from pitwall_api import SpecError, is_terminal, parse_training_run_spec
 
 from pitwall_operator import alerts, k8s, metrics
-from pitwall_operator.api import SpecError, is_terminal, parse_training_run_spec
 from pitwall_operator.builders import alerts as payloads
 from pitwall_operator.builders import status as st
 from pitwall_operator.builders.configmap import SPEC_KEY, build_spec_configmap

@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pitwall_api import SpecError, get_condition, parse_retrain_policy_spec, set_condition
+from pitwall_api.retrainpolicy import duration_seconds
 
 from pitwall_operator import k8s
-from pitwall_operator.api import SpecError, get_condition, parse_retrain_policy_spec, set_condition
-from pitwall_operator.api.retrainpolicy import duration_seconds
 from pitwall_operator.builders import retrain as rt
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.status import parse_termination, status_patch

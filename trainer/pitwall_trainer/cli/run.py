@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pitwall_operator.redact import redact_text, redact_uri
+from pitwall_api.contract import DATA_DIR_ENV
+from pitwall_api.redact import redact_text, redact_uri
 
 from pitwall_trainer.cli.common import add_json, emit
 from pitwall_trainer.errors import EXIT_OK, EXIT_RETRYABLE, ConfigError, PitwallError
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def load_spec(path: str) -> Any:
     """Parse the mounted spec with the API models; every bad field is named (exit 2)."""
-    from pitwall_operator.api import SpecError, parse_training_run_spec
+    from pitwall_api import SpecError, parse_training_run_spec
 
     try:
         document = yaml.safe_load(Path(path).read_text())
@@ -198,7 +199,7 @@ STATUS_KEYS = ("metrics", "baselines", "mlflow", "promotion", "bestParams", "pro
 
 def run_command(args: argparse.Namespace) -> int:
     reporter = StatusReporter.from_env()
-    data_dir = args.data_dir or os.environ.get("PITWALL_DATA_DIR")
+    data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV)
     try:
         spec = load_spec(args.spec)
         payload = execute(spec, data_dir, reporter)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pitwall_api.contract import CACHE_DIR_ENV, DATA_DIR_ENV
+
 from pitwall_trainer.errors import DataError
 
-DATA_ENV = "PITWALL_DATA_DIR"
-CACHE_ENV = "PITWALL_CACHE_DIR"
+DATA_ENV, CACHE_ENV = DATA_DIR_ENV, CACHE_DIR_ENV
 
 
 def cache_root() -> Path:

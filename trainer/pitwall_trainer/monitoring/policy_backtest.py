@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pitwall_api.triggers import DEFAULT_TRIGGERS
 
 from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.evaluation.metrics import model_metrics
@@ -32,7 +33,10 @@ from pitwall_trainer.monitoring.drift import KEY_FEATURES, feature_drift
 from pitwall_trainer.monitoring.signals import ACCURACY_METRIC
 
 POLICIES = ("weekly", "never", "on-drift")
-PERF_THRESHOLD, WINDOW_RACES, DRIFT_THRESHOLD = 0.9, 5, 0.1  # the RetrainPolicy defaults
+# the RetrainPolicy defaults
+PERF_THRESHOLD = DEFAULT_TRIGGERS["performanceDrift"]["threshold"]
+WINDOW_RACES = DEFAULT_TRIGGERS["performanceDrift"]["windowRaces"]
+DRIFT_THRESHOLD = DEFAULT_TRIGGERS["dataDrift"]["threshold"]
 
 
 def add_retrain_argument(parser: argparse.ArgumentParser) -> None:

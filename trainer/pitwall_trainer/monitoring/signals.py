@@ -9,7 +9,7 @@
 "Accuracy" is each model's accuracy-like, higher-is-better metric (ACCURACY_METRIC), so the
 performance trigger reads the same for every model. With no champion yet every race is new:
 the first model gets trained. Which triggers fire is decided by
-`pitwall_operator.builders.retrain.fired_reasons`, the rule the operator applies too.
+`pitwall_api.triggers.fired_reasons`, the rule the operator applies too.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pitwall_api.contract import POLICY_NAME_ENV, POLICY_NAMESPACE_ENV, RETRAINPOLICY_PLURAL
+from pitwall_api.triggers import DEFAULT_TRIGGERS, SIGNAL_KEYS, fired_reasons
 
 from pitwall_trainer.evaluation.metrics import model_metrics
 from pitwall_trainer.features import load_feature_matrix
@@ -30,13 +32,6 @@ from pitwall_trainer.monitoring.drift import KEY_FEATURES, feature_drift
 log = logging.getLogger(__name__)
 
 ACCURACY_METRIC = {"race_winner": "top1_accuracy", "quali_order": "spearman", "pit_window": "within_3_laps"}
-# Trigger settings when the caller gives none: the RetrainPolicy API's defaults.
-DEFAULT_TRIGGERS: dict[str, Any] = {
-    "afterNewRace": {"enabled": True},
-    "performanceDrift": {"threshold": 0.9, "windowRaces": 5},
-    "dataDrift": {"threshold": 0.1, "method": "psi"},
-    "newData": {"minSamples": 20},
-}
 
 
 @dataclass
@@ -123,8 +118,6 @@ def compute_signals(
     The result holds the status fields (newRaces, driftScore, ...) plus detail for people
     (`detail`) and the trigger decision (`fired`: reason and message per trigger that fires).
     """
-    from pitwall_operator.builders.retrain import fired_reasons
-
     triggers = DEFAULT_TRIGGERS if triggers is None else triggers
     spec = get_spec(model)
     eligible = frame[spec.rows(frame)]
@@ -145,7 +138,7 @@ def compute_signals(
         baseline = champion.metrics.get(metric)
         if baseline is not None:
             out["baselineAccuracy"] = round(float(baseline), 6)
-    window = int((triggers.get("performanceDrift") or DEFAULT_TRIGGERS["performanceDrift"]).get("windowRaces", 5))
+    window = int({**DEFAULT_TRIGGERS["performanceDrift"], **(triggers.get("performanceDrift") or {})}["windowRaces"])
     recent_ids = list(dict.fromkeys(new.sort_values("date", kind="stable")["raceId"]))[-window:]
     detail["windowRaces"] = window
     detail["recentRaces"] = len(recent_ids)
@@ -195,14 +188,11 @@ def monitor(
 
 def status_signals(signals: dict[str, Any]) -> dict[str, Any]:
     """The status.signals block: only the CRD's fields; absent ones as null so a merge patch clears them."""
-    from pitwall_operator.builders.retrain import SIGNAL_KEYS
-
     return {k: signals.get(k) for k in SIGNAL_KEYS}
 
 
 # --- data refresh and reporting to the RetrainPolicy ------------------------------------------------
 
-POLICY_NAME_ENV, POLICY_NAMESPACE_ENV = "PITWALL_RETRAINPOLICY_NAME", "PITWALL_RETRAINPOLICY_NAMESPACE"
 
 
 def refresh_data(data_dir: str | Path, seasons: list[int], base_url: str | None = None) -> dict[str, Any]:
@@ -229,12 +219,10 @@ class PolicyStatusReporter:
     """Patches one RetrainPolicy's status.signals (RBAC: patch retrainpolicies/status), best effort."""
 
     def __init__(self, name: str, namespace: str) -> None:
-        from pitwall_operator.builders.retrain import POLICY_PLURAL
-
         from pitwall_trainer.reporting import StatusReporter
 
         self.name, self.namespace = name, namespace
-        self._status = StatusReporter(name, namespace, plural=POLICY_PLURAL)
+        self._status = StatusReporter(name, namespace, plural=RETRAINPOLICY_PLURAL)
 
     @classmethod
     def from_env(cls, name: str | None = None, namespace: str | None = None) -> PolicyStatusReporter | None:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pitwall_api.contract import OPTUNA_STORAGE_ENV
+
 from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.progress import Progress, ProgressSink
 from pitwall_trainer.tuning.objective import DEFAULT_FOLDS, prepare, sized_scheduler
@@ -31,7 +33,7 @@ from pitwall_trainer.tuning.space import (
 )
 from pitwall_trainer.tuning.tracking import MlflowSettings, open_logger
 
-STORAGE_ENV = "PITWALL_OPTUNA_STORAGE"  # the operator maps tuning.optuna.storageSecretRef here
+STORAGE_ENV = OPTUNA_STORAGE_ENV
 
 
 def default_run_dir(model: str, algorithm: str, engine: str) -> Path:

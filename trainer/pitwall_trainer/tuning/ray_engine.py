@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pitwall_api.contract import POD_IP_ENV, RAY_JOIN_ENV
 from ray.tune import Callback
 
 from pitwall_trainer.errors import ConfigError
@@ -35,8 +36,7 @@ from pitwall_trainer.tuning.space import Scheduler, SearchSpace, distributions
 
 log = logging.getLogger(__name__)
 
-JOIN_ENV = "PITWALL_RAY_JOIN"  # "1" on a driver pod: join the cluster as a 0-CPU node first
-POD_IP_ENV = "PITWALL_POD_IP"  # that node's address (the pod's IP); Ray guesses it otherwise
+JOIN_ENV = RAY_JOIN_ENV
 STEP = "step"  # the time attribute ASHA reads: boosting round (XGBoost) or fold number
 FINAL = "final"
 

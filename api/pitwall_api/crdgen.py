@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from pitwall_operator.api import retrainpolicy, trainingrun
-from pitwall_operator.api.common import GROUP, VERSION, cel
-from pitwall_operator.api.retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus
-from pitwall_operator.api.trainingrun import TrainingRunSpec, TrainingRunStatus
+from pitwall_api import retrainpolicy, trainingrun
+from pitwall_api.common import GROUP, VERSION, cel
+from pitwall_api.retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus
+from pitwall_api.trainingrun import TrainingRunSpec, TrainingRunStatus
 
 CATEGORY = "pitwall"
 MAX_CRD_BYTES = 256 * 1024  # client-side `kubectl apply` keeps the whole object in an annotation
@@ -173,7 +173,7 @@ def _crd(kind: str, plural: str, short: str, description: str, spec: type, statu
         "metadata": {
             "name": f"{plural}.{GROUP}",
             "labels": {"app.kubernetes.io/name": "pitwall", "app.kubernetes.io/part-of": "pitwall"},
-            "annotations": {"pitwall.io/generated-by": "python -m pitwall_operator.api crds (do not edit)"},
+            "annotations": {"pitwall.io/generated-by": "python -m pitwall_api crds (do not edit)"},
         },
         "spec": {
             "group": GROUP,
@@ -217,7 +217,7 @@ def build_crds() -> dict[str, dict[str, Any]]:
     return {name: _ordered(crd) for name, crd in crds.items()}
 
 
-HEADER = "# Generated from operator/pitwall_operator/api by `python -m pitwall_operator.api crds`. Do not edit.\n"
+HEADER = "# Generated from api/pitwall_api by `python -m pitwall_api crds`. Do not edit.\n"
 
 
 def render(crd: dict[str, Any]) -> str:

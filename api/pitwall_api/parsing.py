@@ -6,11 +6,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from pitwall_operator.api import retrainpolicy, trainingrun
-from pitwall_operator.api.crdgen import MAX_NAME
-from pitwall_operator.api.errors import SpecError, format_errors
-from pitwall_operator.api.retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus
-from pitwall_operator.api.trainingrun import TrainingRunSpec, TrainingRunStatus
+from pitwall_api import retrainpolicy, trainingrun
+from pitwall_api.crdgen import MAX_NAME
+from pitwall_api.errors import SpecError, format_errors
+from pitwall_api.retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus
+from pitwall_api.trainingrun import TrainingRunSpec, TrainingRunStatus
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,4 +1,4 @@
-"""`python -m pitwall_operator.api crds --out crds` and `... docs --out docs/api.md`: regenerate, or
+"""`python -m pitwall_api crds --out crds` and `... docs --out docs/api.md`: regenerate, or
 `--check` to fail (exit 1) when the checked-in files differ, as CI does."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pitwall_operator.api.crdgen import write_crds
-from pitwall_operator.api.docs import write_docs
+from pitwall_api.crdgen import write_crds
+from pitwall_api.docs import write_docs
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pitwall_operator.api", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pitwall_api", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     crds = sub.add_parser("crds", help="write the CRD YAMLs")
     crds.add_argument("--out", default="crds", help="folder (default: crds)")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             pairs = [(write_docs(Path(tmp) / "api.md"), Path(args.out))]
         stale = [str(old) for new, old in pairs if not old.is_file() or old.read_bytes() != new.read_bytes()]
     if stale:
-        print(f"out of date (regenerate with `python -m pitwall_operator.api {args.command} --out {args.out}`): "
+        print(f"out of date (regenerate with `python -m pitwall_api {args.command} --out {args.out}`): "
               + ", ".join(stale), file=sys.stderr)
         return 1
     print("up to date")

@@ -25,9 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-GROUP = "pitwall.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from pitwall_api.contract import API_VERSION, GROUP, RESERVED_ENV, VERSION  # noqa: F401 - re-exported
 
 # metav1.Condition bounds, copied so a condition the operator writes always fits the schema.
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -162,13 +160,6 @@ class KeyRef(SecretKeyRef):
     optional: bool | None = Field(None, description="Allow the Secret/ConfigMap or key to be missing.")
 
 
-# Set by the operator on every trainer pod: a user value would make the trainer write its results
-# into another resource's status, lose its termination message, or turn off Ray's authentication.
-RESERVED_ENV = frozenset({
-    "PITWALL_TRAININGRUN_NAME", "PITWALL_TRAININGRUN_NAMESPACE", "PITWALL_TERMINATION_LOG",
-    "PITWALL_RETRAINPOLICY_NAME", "PITWALL_RETRAINPOLICY_NAMESPACE", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
-    "PITWALL_TRAININGRUN_UID", "PITWALL_PROMOTION_LEASE",
-})
 
 
 class EnvVarSource(SpecModel):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, PlainValidator, WithJsonSchema, field_validator, model_validator
 
-from pitwall_operator.api.common import (
+from pitwall_api.common import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
     Condition,

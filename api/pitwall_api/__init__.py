@@ -3,7 +3,7 @@
 The operator imports from here only; everything below is re-exported so module moves stay internal.
 """
 
-from pitwall_operator.api.common import (
+from pitwall_api.common import (
     API_VERSION,
     GROUP,
     STATES,
@@ -20,16 +20,16 @@ from pitwall_operator.api.common import (
     quantity_value,
     set_condition,
 )
-from pitwall_operator.api.errors import SpecError, field_path, format_errors
-from pitwall_operator.api.parsing import (
+from pitwall_api.errors import SpecError, field_path, format_errors
+from pitwall_api.parsing import (
     parse_resource,
     parse_retrain_policy_spec,
     parse_retrain_policy_status,
     parse_training_run_spec,
     parse_training_run_status,
 )
-from pitwall_operator.api.retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus, duration_seconds
-from pitwall_operator.api.trainingrun import TrainingRunSpec, TrainingRunStatus, kueue_labels
+from pitwall_api.retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus, duration_seconds
+from pitwall_api.trainingrun import TrainingRunSpec, TrainingRunStatus, kueue_labels
 
 __all__ = [
     "API_VERSION",

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from pitwall_operator.api.common import (
+from pitwall_api.common import (
     Condition,
     SpecModel,
     StatusModel,
@@ -22,7 +22,7 @@ from pitwall_operator.api.common import (
     cel_rules,
     conditions_schema_extra,
 )
-from pitwall_operator.api.trainingrun import TrainingRunSpec
+from pitwall_api.trainingrun import TrainingRunSpec
 
 KIND = "RetrainPolicy"
 PLURAL = "retrainpolicies"
