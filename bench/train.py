@@ -2,7 +2,7 @@
 each model and season 2019-2024, a walk-forward backtest (every race predicted by a model retrained
 on all races before it) beside each baseline, with its wall time. Prints tables (and --json FILE).
 
-    PITWALL_DATA_DIR=../shared/data/f1-ergast .venv/bin/python bench/train.py
+    PITWALL_DATA_DIR=/path/to/f1-ergast .venv/bin/python bench/train.py
 
 Each command runs in its own child process (`--child`) so its peak RSS is its own
 (getrusage RUSAGE_CHILDREN of a process that starts exactly one command). The feature cache is

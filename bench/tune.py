@@ -1,6 +1,6 @@
 """Benchmark the tuning engines: wall time and best walk-forward metric on race_winner.
 
-Three runs with the same trials, space (the seed's XGBoost ranges) and folds, two trials at a
+Three runs with the same trials, space (the default XGBoost ranges) and folds, two trials at a
 time on two cores: Ray Tune + ASHA, Ray Tune without a scheduler (FIFO: every trial runs all
 its rounds), Optuna + successive-halving pruner. Prints a table and ratios against Ray FIFO.
 
@@ -36,7 +36,7 @@ def main() -> int:
                         help="the last is the holdout; the tuner's folds are the season before it")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--metric", help="objective (default: race_winner's primary, top1_accuracy)")
-    parser.add_argument("--max-rounds", type=int, help="lower the n_estimators ceiling (default 1000, the seed's)")
+    parser.add_argument("--max-rounds", type=int, help="lower the n_estimators ceiling (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help="comma-separated config numbers to run, e.g. 1,3")
     parser.add_argument("--data-dir")

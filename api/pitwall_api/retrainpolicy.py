@@ -1,6 +1,6 @@
 """RetrainPolicy: when to create TrainingRuns from a template, like a CronJob with data triggers.
 
-The seed retrains every Tuesday 06:00 after a race weekend and whenever accuracy falls below 90%
+A typical policy retrains every Tuesday 06:00 after a race weekend and whenever accuracy falls below 90%
 of the baseline, data drift passes 0.1 or 20+ new samples arrive, deploying only a better model.
 Schedule, concurrency policy and history limits copy CronJob's names so they read familiar.
 """

@@ -44,7 +44,7 @@ KUEUE_PREFIX = "kueue.x-k8s.io/"
 
 
 class PvcSource(SpecModel):
-    """Ergast-schema CSVs already on a PersistentVolumeClaim (the seed's `training-data-pvc`)."""
+    """Ergast-schema CSVs already on a PersistentVolumeClaim (e.g. `training-data-pvc`)."""
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(cel("!self.path.contains('..')", "path must not contain '..' (it is a subPath)"))
@@ -178,7 +178,7 @@ def _num(x: float) -> str:
 
 
 class AshaScheduler(SpecModel):
-    """Asynchronous successive halving: stop poor trials early (the seed's ASHAScheduler)."""
+    """Asynchronous successive halving: stop poor trials early (Ray Tune's ASHAScheduler)."""
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(cel("self.gracePeriod <= self.maxT", "gracePeriod must not exceed maxT"))
@@ -313,7 +313,7 @@ class TrainingRunSpec(SpecModel):
         None, max_length=16, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         description="Secrets for pulling the image from a private registry (pods of the Job and the RayCluster).",
     )
-    resources: Resources | None = Field(None, description="Resources of the training container (the seed: requests cpu 4, memory 8Gi; limits cpu 8, memory 16Gi).")
+    resources: Resources | None = Field(None, description="Resources of the training container (a full-history training fits in requests cpu 4, memory 8Gi; limits cpu 8, memory 16Gi).")
     env: list[EnvVar] | None = Field(
         None, max_length=64, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         description="Extra environment of the trainer container (plain values or Secret/ConfigMap keys).",

@@ -1,4 +1,4 @@
-"""Slack alerts against a real local HTTP server: payload format (the seed's) and bounded retries."""
+"""Slack alerts against a real local HTTP server: payload format and bounded retries."""
 
 from __future__ import annotations
 

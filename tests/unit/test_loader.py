@@ -106,7 +106,7 @@ def test_red_flag_stops_excluded_from_first_stop(
 
 @pytest.mark.parametrize(("season", "wins", "races"), [(2024, 12, 24), (2023, 15, 22), (2022, 10, 22)])
 def test_pole_sitter_win_rate(entries: pd.DataFrame, season: int, wins: int, races: int) -> None:
-    """DESIGN.md baselines: the pole-sitter (quali_position 1) won 50.0% / 68.2% / 45.5%."""
+    """Known baselines: the pole-sitter (quali_position 1) won 50.0% / 68.2% / 45.5%."""
     year = entries[entries["year"] == season]
     assert year["raceId"].nunique() == races
     assert int((year["quali_position"].eq(1) & year["won"]).sum()) == wins

@@ -1,4 +1,4 @@
-"""Slack payloads in the seed's format (TrainingAlerts): failure and performance regression."""
+"""Slack payloads (TrainingAlerts' format): failure and performance regression."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ MAX_TEXT = 3000  # Slack truncates attachment text around here
 
 
 def _pretty(metric: str, value: Any) -> str:
-    """Accuracy-like metrics as percentages (the seed's `:.2%`), others with 4 decimals."""
+    """Accuracy-like metrics as percentages (`:.2%`), others with 4 decimals."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return str(value)
     if any(word in metric.lower() for word in ("accuracy", "precision", "recall", "ndcg", "auc", "f1")):

@@ -1,4 +1,4 @@
-"""The trainer Job: the seed's Kubernetes Job, made restricted, owned, labelled and retry-aware."""
+"""The trainer Job: a Kubernetes Job running the trainer, restricted, owned, labelled and retry-aware."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--registered-model-name", help="MLflow registered model (default: pitwall-<model>)")
     parser.add_argument("--alias", default="champion", help="alias of the version in production (default: champion)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else local SQLite)")
-    parser.add_argument("--triggers", help="the RetrainPolicy's triggers as JSON (default: all four, seed thresholds)")
+    parser.add_argument("--triggers", help="the RetrainPolicy's triggers as JSON (default: all four, the RetrainPolicy's default thresholds)")
     add_data_dir(parser)
     parser.add_argument("--refresh", action="store_true", help="fetch --seasons into the data folder first")
     parser.add_argument("--seasons", type=seasons_arg, help="seasons to refresh, e.g. 2025")

@@ -1,7 +1,7 @@
 """The Ergast-schema tables the trainer reads: files, columns, types, keys and references.
 
 One description serves the loader (dtypes), the validator (checks) and the fetcher (which
-columns to write, in which order). Column order is the order in `../shared/data/f1-ergast`.
+columns to write, in which order). Column order is the Ergast CSV dump's order.
 """
 
 from __future__ import annotations
