@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pitwall_api import derive_state, get_condition, parse_training_run_status
 from pitwall_operator.builders import status as st
 
@@ -324,3 +325,35 @@ def test_the_safety_net_timer_covers_runs_whose_create_retry_was_lost():
     assert _active({"jobName": "r-train", "startTime": "2000-01-01T00:00:00Z"})
     done = {"jobName": "r-train", "conditions": [{"type": "Succeeded", "status": "True"}]}
     assert not _active(done) and not _active({"state": "Suspended", "jobName": "r-train"})
+
+
+def test_a_termination_message_with_one_bad_field_keeps_the_others() -> None:
+    """TrainerResult.salvage: a metric of the wrong type or a clipped block never loses the version."""
+    from pitwall_api.result import TrainerResult
+
+    message = {"ok": True, "exitCode": 0, "metrics": {"top1_accuracy": 0.5, "bad": "x"},
+               "mlflow": {"modelVersion": "7", "modelUri": "models:/m/7"}, "promotion": {"promoted": "perhaps"}}
+    salvaged = TrainerResult.salvage(message)
+    assert salvaged is not None and salvaged.metrics == {"top1_accuracy": 0.5}
+    assert salvaged.mlflow.model_version == "7" and salvaged.promotion is None
+    assert TrainerResult.salvage({"computedAt": "2026-01-01"}) is None  # the monitor's signals, not a result
+
+
+def test_the_trainers_payload_is_what_the_operator_reads() -> None:
+    """One model both ways: what result_payload writes, Termination.trainer parses to the same fields."""
+    from types import SimpleNamespace
+
+    from pitwall_trainer.cli.run import result_payload
+
+    decision = SimpleNamespace(regression=True, new_value=0.4, previous_value=0.5, metric="top1_accuracy",
+                               promoted=False, alias="champion", new_version="8", previous_version="7",
+                               reason="top1_accuracy 0.4 < 0.5")
+    record = SimpleNamespace(run_id="r1", experiment_id="1", model_version=8, model_uri="models:/m/8", run_url=None)
+    trained = SimpleNamespace(metrics={"top1_accuracy": 0.4}, baselines={"pole_sitter.top1_accuracy": 0.5})
+    payload = result_payload(trained, record, decision, {"max_depth": 3})
+    parsed = st.Termination(0, "Completed", json.dumps(payload), payload).trainer
+    assert parsed.regression.delta == pytest.approx(-0.1) and parsed.promotion.previous_version == "7"
+    outcome = st.succeeded({}, {"state": "Running", "jobName": "r-train"}, st.Termination(0, "Completed", "", payload),
+                           1, "2026-01-01T00:00:00Z")
+    assert outcome.status["mlflow"]["modelVersion"] == "8" and outcome.status["bestParams"] == {"max_depth": 3}
+    assert outcome.regression["metric"] == "top1_accuracy" and outcome.state == "Succeeded"

@@ -53,7 +53,7 @@ def test_a_failure_quoting_the_uri_is_redacted_in_conditions_events_and_the_aler
 
 
 def test_a_run_url_with_credentials_is_redacted_in_status() -> None:
-    term = status.Termination(0, "Completed", "", {"mlflow": {
+    term = status.Termination(0, "Completed", "", {"ok": True, "exitCode": 0, "mlflow": {
         "modelVersion": "3", "runUrl": f"{SECRET_URI}#/experiments/1/runs/2", "modelUri": "models:/m/3"}})
     desired = {"state": "Running", "jobName": "r-train"}
     outcome = status.succeeded({}, desired, term, 1, "2026-01-01T00:00:00Z")

@@ -13,6 +13,7 @@ from typing import Any
 
 from pitwall_api.common import derive_state, get_condition, is_terminal, set_condition
 from pitwall_api.redact import redact_text, redact_uri
+from pitwall_api.result import TrainerResult
 
 from pitwall_operator.builders.job import CONTAINER
 
@@ -39,6 +40,11 @@ class Termination:
     reason: str | None
     message: str
     result: dict[str, Any] | None
+
+    @property
+    def trainer(self) -> TrainerResult | None:
+        """The result as the trainer's TrainerResult (every valid field of it), if it wrote one."""
+        return TrainerResult.salvage(self.result)
 
 
 @dataclass
@@ -321,14 +327,14 @@ def _attempts(job: dict[str, Any]) -> int:
 def _failure(job_cond: dict[str, Any], term: Termination | None, attempts: int) -> tuple[str, str, str]:
     """(condition reason, error type, message), preferring the trainer's own words."""
     reason = JOB_FAILURE_REASONS.get(job_cond.get("reason") or "", "TrainerFailed")
-    error = (term.result or {}).get("error") if term else None
+    error = term.trainer.error if term and term.trainer else None
     if term and term.reason == "OOMKilled":  # the kubelet killed it: the trainer wrote nothing
         err_type = "OOMKilled"
         message = (f"the trainer was killed for exceeding its memory limit (exit {term.exit_code}); "
                    "raise spec.resources.limits.memory")
-    elif isinstance(error, dict) and error.get("message"):
-        err_type = str(error.get("type") or "TrainerError")
-        message = f"{err_type}: {error['message']}"
+    elif error is not None and error.message:
+        err_type = error.type or "TrainerError"
+        message = f"{err_type}: {error.message}"
     elif term and term.message.strip():
         err_type = "TrainerError"
         message = f"trainer exited {term.exit_code}: {term.message.strip()[-800:]}"
@@ -342,9 +348,9 @@ def _failure(job_cond: dict[str, Any], term: Termination | None, attempts: int) 
     return reason, err_type, redact_text(message)  # the message also goes to Slack
 
 
-def _merge_result(desired: dict[str, Any], current: dict[str, Any], result: dict[str, Any] | None) -> None:
+def _merge_result(desired: dict[str, Any], current: dict[str, Any], trainer: TrainerResult | None) -> None:
     """The trainer's status report wins; the termination message fills what it could not write."""
-    result = result or {}
+    result = trainer.status_fields() if trainer else {}
     for key in RESULT_KEYS:
         have = current.get(key)
         if have:
@@ -362,12 +368,13 @@ def _merge_result(desired: dict[str, Any], current: dict[str, Any], result: dict
     version = (desired.get("mlflow") or {}).get("modelVersion")
     if isinstance(promotion, dict) and promotion.get("promoted") and not promotion.get("version") and version:
         desired["promotion"] = {**promotion, "version": str(version)}
-    if isinstance(promotion, dict) and result.get("regression") and promotion.get("regression") is None:
+    if isinstance(promotion, dict) and trainer and trainer.regression and promotion.get("regression") is None:
         desired["promotion"] = {**desired["promotion"], "regression": True}
 
 
 def succeeded(current: dict[str, Any], desired: dict[str, Any], term: Termination | None, gen, now) -> Outcome:
-    _merge_result(desired, current, term.result if term else None)
+    trainer = term.trainer if term else None
+    _merge_result(desired, current, trainer)
     transitions: list[Transition] = []
     mlflow = desired.get("mlflow") or {}
     version = mlflow.get("modelVersion")
@@ -389,7 +396,7 @@ def succeeded(current: dict[str, Any], desired: dict[str, Any], term: Terminatio
             text = f"{promotion.get('alias', 'champion')} -> version {promotion.get('version') or version}: {text}"
         _set(desired, "Promoted", promoted, reason, text, gen, now)
         transitions.append(Transition(reason, _clip(text)))
-    regression = (term.result or {}).get("regression") if term else None
+    regression = trainer.regression.model_dump(by_alias=True) if trainer and trainer.regression else None
     if regression:
         transitions.append(Transition("Regression", _clip(regression_text(regression)), "Warning"))
     desired["completionTime"] = now
@@ -425,8 +432,8 @@ def observe(
     if failed:
         term = parse_termination(pods)
         reason, err_type, message = _failure(failed, term, desired.get("attempts") or attempts)
-        if term and term.result:
-            _merge_result(desired, current, term.result)
+        if term and term.trainer:
+            _merge_result(desired, current, term.trainer)
         return _failed(desired, reason, err_type, message, generation, now)
     transitions: list[Transition] = []
     status = job.get("status") or {}

@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from pitwall_api.contract import DATA_DIR_ENV
 from pitwall_api.redact import redact_text, redact_uri
+from pitwall_api.result import Regression, TrainerError, TrainerResult
+from pitwall_api.trainingrun import MlflowStatus, PromotionStatus
 
 from pitwall_trainer.cli.common import add_json, emit
 from pitwall_trainer.errors import EXIT_OK, EXIT_RETRYABLE, ConfigError, PitwallError
@@ -137,37 +139,29 @@ def execute(spec: Any, data_dir: str | None, reporter: StatusReporter | None) ->
 
 
 def result_payload(result: Any, record: Any, decision: Any, best_params: dict | None) -> dict[str, Any]:
-    """The status fields and termination message of a successful run."""
+    """The status fields and termination message of a successful run (a TrainerResult, camelCase)."""
     regression = None
     if decision.regression and decision.new_value is not None and decision.previous_value is not None:
-        regression = {
-            "metric": decision.metric,
-            "previous": decision.previous_value,
-            "new": decision.new_value,
-            "delta": decision.new_value - decision.previous_value,
-        }
-    promotion = {
-        "promoted": decision.promoted,
-        "alias": decision.alias,
-        "previousVersion": decision.previous_version,
-        "reason": decision.reason[:1024],
-        "regression": decision.regression,
-    }
-    if decision.promoted:
-        promotion["version"] = decision.new_version
-    payload = {
-        "ok": True,
-        "exitCode": EXIT_OK,
-        "metrics": _floats(result.metrics),
-        "baselines": _floats(result.baselines),
-        "mlflow": _mlflow_block(record),
-        "promotion": {k: v for k, v in promotion.items() if v is not None},
-        "regression": regression,
-        "error": None,
-    }
-    if best_params:
-        payload["bestParams"] = best_params
-    return payload
+        regression = Regression(metric=decision.metric, previous=decision.previous_value, new=decision.new_value,
+                                delta=decision.new_value - decision.previous_value)
+    promotion = PromotionStatus(
+        promoted=decision.promoted,
+        alias=decision.alias,
+        version=decision.new_version if decision.promoted else None,
+        previous_version=decision.previous_version,
+        reason=decision.reason[:1024],
+        regression=decision.regression,
+    )
+    return TrainerResult(
+        ok=True,
+        exit_code=EXIT_OK,
+        metrics=_floats(result.metrics),
+        baselines=_floats(result.baselines),
+        best_params=best_params or None,
+        mlflow=MlflowStatus.model_validate(_mlflow_block(record)),
+        promotion=promotion,
+        regression=regression,
+    ).to_json_dict()
 
 
 def _floats(values: dict[str, Any]) -> dict[str, float]:
@@ -188,13 +182,11 @@ def failure_payload(error: BaseException, exit_code: int) -> dict[str, Any]:
     """The error, plus whatever the run had already produced (metrics when MLflow failed late)."""
     return {
         **getattr(error, "partial", {}),
-        "ok": False,
-        "exitCode": exit_code,
-        "error": {"type": type(error).__name__, "message": redact_text(str(error))[:3000]},
+        **TrainerResult(
+            ok=False, exit_code=exit_code,
+            error=TrainerError(type=type(error).__name__, message=redact_text(str(error))[:3000]),
+        ).to_json_dict(),
     }
-
-
-STATUS_KEYS = ("metrics", "baselines", "mlflow", "promotion", "bestParams", "progress")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -213,7 +205,7 @@ def run_command(args: argparse.Namespace) -> int:
         write_termination_message(failed, args.termination_log)
         raise
     if reporter:
-        reporter.patch({k: payload[k] for k in STATUS_KEYS if payload.get(k) is not None})
+        reporter.patch(TrainerResult.model_validate(payload).status_fields())
     write_termination_message(payload, args.termination_log)
     promotion = payload["promotion"]
     human = (
