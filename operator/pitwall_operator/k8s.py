@@ -185,6 +185,19 @@ def patch_status(namespace: str, name: str, status: dict[str, Any]) -> dict[str,
     return request("PATCH", path, {"status": status}, content_type=MERGE_PATCH)
 
 
+def annotate_training_run(namespace: str, name: str, annotations: dict[str, str]) -> bool:
+    """Merge-patch annotations of a TrainingRun (the operator's wake-up call, see
+    handlers/trainingrun.py); False when the run is gone."""
+    path = object_path(f"{GROUP}/{VERSION}", "TrainingRun", namespace, name)
+    try:
+        request("PATCH", path, {"metadata": {"annotations": annotations}}, content_type=MERGE_PATCH)
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def get_training_run(namespace: str, name: str) -> dict[str, Any] | None:
     return get(f"{GROUP}/{VERSION}", "TrainingRun", namespace, name)
 

@@ -69,6 +69,6 @@ def test_a_predecessors_child_is_removed_only_when_the_operator_made_it_for_this
     run = RunRef("rw", "f1", "new-uid")
     ours = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "rw-train", "labels": {
         "app.kubernetes.io/managed-by": "pitwall-operator", "pitwall.io/training-run": "rw"}}}
-    assert rc._remove_stale(run, ours) and deleted == ["rw-train"]
+    assert rc._remove_stale(k8s, run, ours) and deleted == ["rw-train"]
     someone_elses = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "rw-train", "labels": {}}}
-    assert not rc._remove_stale(run, someone_elses) and deleted == ["rw-train"]
+    assert not rc._remove_stale(k8s, run, someone_elses) and deleted == ["rw-train"]

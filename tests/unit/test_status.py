@@ -255,58 +255,6 @@ def test_status_patch_removes_keys_the_operator_dropped():
     assert patch == {"state": "Pending", "completionTime": None}  # progress belongs to the trainer
 
 
-def test_a_status_write_is_recognised_by_content_not_resource_version():
-    """kopf writes its bookkeeping after ours, so the newest body never carries our write's
-    resourceVersion: the handlers recognise a body that shows the write by its content."""
-    from pitwall_operator.handlers.reconcile import Written
-
-    write = Written({"state": "Pending", "jobName": "r-train", "completionTime": None}, deferred=True)
-    assert write.shown_by({"status": {"state": "Pending", "jobName": "r-train", "kopf": {"progress": {}}}})
-    assert not write.shown_by({"status": {"state": "Pending"}})  # not written yet
-    assert not write.shown_by({"status": {"state": "Pending", "jobName": "r-train", "completionTime": "x"}})
-    assert not write.shown_by({"metadata": {"name": "r"}})
-
-
-def test_a_status_write_kopf_never_sent_is_given_up_not_waited_for_ever(monkeypatch):
-    """kopf's own patch failed (a 500): the run must go on from the server's status."""
-    import time
-
-    import pytest
-    from pitwall_operator import k8s
-    from pitwall_operator.handlers import reconcile as rc
-
-    server = {"metadata": {"name": "r", "namespace": "f1"}, "status": {"state": "Pending"}}
-    monkeypatch.setattr(k8s, "get_training_run", lambda namespace, name: server)
-    monkeypatch.setattr(rc, "WATCH_WAIT", 0.01)
-    monkeypatch.setattr(rc, "DEFERRED_WAIT", 0.01)
-    monkeypatch.setitem(rc._written, "f1/r", rc.Written({"jobName": "r-train"}, deferred=True))
-    with pytest.raises(k8s.ApiError, match="not visible yet"):  # just written: wait for it
-        rc._fresh_body("f1/r", "f1", "r", None)
-    old = rc.Written({"jobName": "r-train"}, deferred=True, at=time.monotonic() - rc.DEFERRED_LOST - 1)
-    monkeypatch.setitem(rc._written, "f1/r", old)
-    assert rc._fresh_body("f1/r", "f1", "r", None) is server
-    assert "f1/r" not in rc._written
-
-
-def test_observation_yields_to_a_burst_of_creations_but_not_for_long(monkeypatch):
-    import time
-
-    from pitwall_operator.handlers import reconcile as rc
-
-    monkeypatch.setattr(rc, "CREATION_PRIORITY_WAIT", 0.3)
-    monkeypatch.setattr(rc, "_last_creation", 0.0)
-    started = time.monotonic()
-    rc.yield_to_creations()  # no burst: at once
-    assert time.monotonic() - started < 0.1
-    with rc.creating():  # a creation in flight: wait, but at most CREATION_PRIORITY_WAIT
-        started = time.monotonic()
-        rc.yield_to_creations()
-        assert 0.25 <= time.monotonic() - started < 1.0
-    started = time.monotonic()
-    rc.yield_to_creations()  # the burst just ended: wait for CREATION_QUIET
-    assert rc.CREATION_QUIET * 0.8 <= time.monotonic() - started < 1.0
-
-
 def test_oom_killed_says_so_and_how_to_fix_it():
     oom = pod(137, "")
     oom["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
@@ -318,7 +266,7 @@ def test_oom_killed_says_so_and_how_to_fix_it():
 
 def test_the_safety_net_timer_covers_runs_whose_create_retry_was_lost():
     """kopf's own patch refused: no event wakes the create handler again, the timer must."""
-    from pitwall_operator.handlers.kopf_handlers import _active
+    from pitwall_operator.handlers.trainingrun import _active
 
     assert not _active({})  # a new run: no timer (no finalizer write) unless something failed
     assert _active({"kopf": {"progress": {"on_create": {"retries": 3, "delayed": T1}}}})

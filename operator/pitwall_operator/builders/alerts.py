@@ -61,3 +61,27 @@ def promoted_payload(model: str, alias: str, version: str | None, previous: str 
               {"title": "Previous Version", "value": str(previous or "-")}]
     return {"text": f":rocket: `{model}@{alias}` is now version {version}",
             "attachments": [{"color": "good", "text": reason[:MAX_TEXT], "fields": fields}]}
+
+
+def success_payloads(namespace: str, name: str, status: dict[str, Any], spec: dict[str, Any]) -> list[tuple[str, dict]]:
+    """The opt-in alerts of a run that succeeded (notifications.events Succeeded / Promoted)."""
+    model = str(spec.get("model", name))
+    mlflow = status.get("mlflow") or {}
+    out: list[tuple[str, dict]] = [("Succeeded", succeeded_payload(
+        status.get("jobName") or name, model, mlflow.get("modelVersion"), status.get("metrics") or {},
+        f"{namespace}/{name}"))]
+    promotion = status.get("promotion") or {}
+    if promotion.get("promoted"):
+        out.append(("Promoted", promoted_payload(
+            model, promotion.get("alias", "champion"), promotion.get("version") or mlflow.get("modelVersion"),
+            promotion.get("previousVersion"), promotion.get("reason") or "")))
+    return out
+
+
+def regression_from_record(namespace: str, name: str, record: dict[str, Any], spec: dict[str, Any]) -> dict | None:
+    """The regression alert from the trainer's record; None when the record has no numbers."""
+    try:
+        return regression_payload(str(spec.get("model", name)), str(record.get("metric", "metric")),
+                                  float(record["previous"]), float(record["new"]), f"{namespace}/{name}")
+    except (KeyError, TypeError, ValueError):
+        return None

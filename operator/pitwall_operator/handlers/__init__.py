@@ -4,6 +4,6 @@ Both entry points load every handler: `kopf run -m pitwall_operator` (the image)
 `python -m pitwall_operator` (the sandbox and `make demo`).
 """
 
-from pitwall_operator.handlers import kopf_handlers, retrainpolicy
+from pitwall_operator.handlers import retrainpolicy, trainingrun
 
-__all__ = ["kopf_handlers", "retrainpolicy"]
+__all__ = ["retrainpolicy", "trainingrun"]

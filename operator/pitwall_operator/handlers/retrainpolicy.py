@@ -31,10 +31,10 @@ from pitwall_operator.builders import retrain as rt
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.status import parse_termination, status_patch
 from pitwall_operator.builders.trainer_access import build_monitor_access
-from pitwall_operator.config import GROUP, VERSION
-from pitwall_operator.handlers.kopf_handlers import SETTINGS
+from pitwall_operator.config import GROUP, VERSION, settings
 
 log = logging.getLogger(__name__)
+SETTINGS = settings()
 RESOURCE = (GROUP, VERSION, rt.POLICY_PLURAL)
 TIMER_INTERVAL = max(1.0, SETTINGS.timer_interval)
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
