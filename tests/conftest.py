@@ -9,6 +9,7 @@ import pytest
 from pitwall_trainer.data.paths import fetch_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # as the trainer's entry point and image set it
 
 pytest_plugins = ["tests.plugins.mlflow_server", "tests.plugins.cluster"]
 

@@ -21,7 +21,7 @@ def both_read_the_old_champion(monkeypatch: pytest.MonkeyPatch, worse_version: s
     """Make the race happen every time: each promoter waits (up to 3 s) until the other has read
     the alias too, and the worse one then moves second; a lock makes the second one wait instead."""
     barrier = threading.Barrier(2, timeout=3)
-    read = registry._alias_version
+    read = registry.promotion._alias_version
 
     def slow_read(client, name, alias):
         current = read(client, name, alias)
@@ -36,7 +36,7 @@ def both_read_the_old_champion(monkeypatch: pytest.MonkeyPatch, worse_version: s
             time.sleep(1.0)  # the worse one moves the alias last
         return real_set(self, name, alias, version)
 
-    monkeypatch.setattr(registry, "_alias_version", slow_read)
+    monkeypatch.setattr(registry.promotion, "_alias_version", slow_read)
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", late_set)
 
 

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from pitwall_trainer import registry
 from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.registry import RegistryError, RegistryUnavailable
+from pitwall_trainer.result import RegistryRecord
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_inside_an_active_run_the_training_run_is_its_child(make_result, uri, cl
 def test_requirements_pin_cpu_xgboost_not_the_gpu_wheel(make_result):
     """The logged environment must not pull the 470 MB NVIDIA-laden `xgboost` wheel."""
     kind, kwargs = registry.choose_flavour(make_result("xgb_pipeline").estimator)
-    pins = registry._pip_requirements(make_result("xgb_pipeline").estimator, kwargs)
+    pins = registry.flavours._pip_requirements(make_result("xgb_pipeline").estimator, kwargs)
     assert any(p.startswith("xgboost-cpu==") for p in pins)
     assert "cloudpickle" in " ".join(pins)
 
@@ -297,7 +298,7 @@ def test_bad_policy_mode_or_metric_is_a_config_error(make_result, uri, model):
 )
 def test_decision_edges(new, old, mode, promoted, regression):
     """Edge cases of the pure decision that are awkward to reach through a store."""
-    decision = registry._decide("IfBetter", "2", "1", new, old, mode, 0.0)
+    decision = registry.promotion._decide("IfBetter", "2", "1", new, old, mode, 0.0)
     assert (decision.promoted, decision.regression) == (promoted, regression)
 
 
@@ -331,7 +332,7 @@ def test_unreachable_server_fails_fast_naming_the_uri(make_result, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     uri = f"http://127.0.0.1:{free_port()}"
     result = make_result("sklearn")
-    record = registry.RegistryRecord("r", "0", "pitwall-race_winner", "1", "models:/pitwall-race_winner/1")
+    record = RegistryRecord("r", "0", "pitwall-race_winner", "1", "models:/pitwall-race_winner/1")
     for call in (
         lambda: registry.log_and_register(result, tracking_uri=uri),
         lambda: registry.promote(record, result, tracking_uri=uri),

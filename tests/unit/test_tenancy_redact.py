@@ -71,4 +71,4 @@ def test_the_trainer_reports_registry_errors_and_run_urls_without_credentials(mo
     payload = failure_payload(caught.value, 1)
     assert "s3cr3t" not in str(payload) and "abc123" not in str(payload)
     assert "mlflow.example.com" in payload["error"]["message"]
-    assert "s3cr3t" not in registry._run_url(SECRET_URI, "1", "2")
+    assert "s3cr3t" not in registry.tracking._run_url(SECRET_URI, "1", "2")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from pitwall_trainer.errors import EXIT_RETRYABLE, PitwallError
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (0 ok, 2 bad input, 1 anything else)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # read when mlflow is first imported
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
