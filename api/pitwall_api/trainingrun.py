@@ -13,7 +13,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, PlainValidator, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from pitwall_api.common import (
     DNS_LABEL,
@@ -158,6 +166,8 @@ class SearchParam(SpecModel):
         if self.type == "categorical":
             if self.values is None or self.low is not None or self.high is not None:
                 raise ValueError("categorical takes values, not low/high")
+            if len({repr(v) for v in self.values}) != len(self.values):
+                raise ValueError("categorical values must be distinct")
             return self
         if self.values is not None:
             raise ValueError(f"values are only for categorical; {self.type} takes low and high")
@@ -177,20 +187,32 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+def _param_names(space: dict[str, SearchParam]) -> dict[str, SearchParam]:
+    """Checked here, not in the CRD: a regex over map keys has no cheap CEL cost bound."""
+    for name in space:
+        if not re.match(PARAM_NAME, name) or len(name) > 64:
+            raise ValueError(f"parameter name {name!r} must be a Python identifier such as max_depth")
+    return space
+
+
+# Hyperparameters by name; the trainer validates a `--search-space` file with the same type.
+SearchSpace = Annotated[dict[str, SearchParam], AfterValidator(_param_names)]
+
+
 class AshaScheduler(SpecModel):
     """Asynchronous successive halving: stop poor trials early (Ray Tune's ASHAScheduler)."""
 
     model_config = ConfigDict(
-        json_schema_extra=cel_rules(cel("self.gracePeriod <= self.maxT", "gracePeriod must not exceed maxT"))
+        json_schema_extra=cel_rules(cel("!has(self.maxT) || self.gracePeriod <= self.maxT", "gracePeriod must not exceed maxT"))
     )
     type: Literal["ASHA", "FIFO"] = Field("ASHA", description="ASHA stops bad trials early; FIFO runs every trial to the end.")
-    max_t: int = Field(100, ge=1, le=100000, description="Longest a trial may run, in training iterations (boosting rounds).")
+    max_t: int | None = Field(None, ge=1, le=100000, description="Longest a trial may run, in training iterations (boosting rounds for XGBoost, folds otherwise); omitted = the largest n_estimators of the search space.")
     grace_period: int = Field(10, ge=1, le=100000, description="Iterations before a trial may be stopped.")
     reduction_factor: int = Field(3, ge=2, le=10, description="Keep the top 1/reductionFactor trials at each rung.")
 
     @model_validator(mode="after")
     def _grace(self) -> AshaScheduler:
-        if self.grace_period > self.max_t:
+        if self.max_t is not None and self.grace_period > self.max_t:
             raise ValueError(f"gracePeriod ({self.grace_period}) must not exceed maxT ({self.max_t})")
         return self
 
@@ -222,22 +244,13 @@ class Tuning(SpecModel):
     max_concurrent_trials: int | None = Field(None, ge=1, le=1000, description="Trials running at once; omitted = the engine's default (Ray: as many as fit; Optuna: 1).")
     metric: str | None = Field(None, max_length=128, description="Objective; omitted = the model's primary metric (e.g. top1_accuracy).")
     mode: Literal["max", "min"] | None = Field(None, description="Maximise or minimise the objective; omitted = the metric's natural direction.")
-    search_space: dict[str, SearchParam] = Field(
+    search_space: SearchSpace = Field(
         ..., min_length=1, max_length=32,
         description="Hyperparameters by name (passed to the estimator as keyword arguments), e.g. `max_depth: {type: int, low: 3, high: 12}`.",
     )
-    scheduler: AshaScheduler | None = Field(None, description="Early stopping (Ray); omitted = ASHA with maxT 100, gracePeriod 10, reductionFactor 3.")
+    scheduler: AshaScheduler | None = Field(None, description="Early stopping (Ray ASHA; Optuna's successive halving with the same rungs); omitted = ASHA with maxT the space's largest n_estimators, gracePeriod 10, reductionFactor 3.")
     ray_cluster: RayClusterSpec | None = Field(None, description="Ray cluster shape (engine ray); omitted = 2 workers with the run's resources.")
     optuna: OptunaSpec | None = Field(None, description="Optuna settings (engine optuna).")
-
-    @field_validator("search_space")
-    @classmethod
-    def _names(cls, space: dict[str, SearchParam]) -> dict[str, SearchParam]:
-        """Checked here, not in the CRD: a regex over map keys has no cheap CEL cost bound."""
-        for name in space:
-            if not re.match(PARAM_NAME, name) or len(name) > 64:
-                raise ValueError(f"parameter name {name!r} must be a Python identifier such as max_depth")
-        return space
 
     @model_validator(mode="after")
     def _engine_parts(self) -> Tuning:

@@ -104,7 +104,7 @@ def test_defaults():
 
     assert RunPolicy().backoff_limit == 3
     assert (Promotion().policy, Promotion().alias, Promotion().min_improvement) == ("IfBetter", "champion", 0.0)
-    assert (AshaScheduler().max_t, AshaScheduler().grace_period, AshaScheduler().reduction_factor) == (100, 10, 3)
+    assert (AshaScheduler().max_t, AshaScheduler().grace_period, AshaScheduler().reduction_factor) == (None, 10, 3)  # maxT sized to the search space
     assert Notifications().events == ["Failed", "Regression"]
     policy = parse_retrain_policy_spec({"schedule": "0 6 * * 2", "template": {"spec": minimal()}})
     assert (policy.time_zone, policy.check_interval, policy.concurrency_policy) == ("UTC", "15m", "Forbid")

@@ -92,18 +92,18 @@ def test_the_api_models_dump_parses_unchanged():
     ("spec", "field"),
     [
         ({"max_dept": {"type": "int", "low": 3, "high": 5}}, "searchSpace.max_dept"),
-        ({"max_depth": {"type": "int", "low": 5, "high": 3}}, "searchSpace.max_depth.low"),
-        ({"max_depth": {"type": "int", "low": 4, "high": 4}}, "searchSpace.max_depth.low"),
-        ({"learning_rate": {"type": "logfloat", "low": 0, "high": 1}}, "searchSpace.learning_rate.low"),
+        ({"max_depth": {"type": "int", "low": 5, "high": 3}}, "searchSpace.max_depth"),
+        ({"max_depth": {"type": "int", "low": 4, "high": 4}}, "searchSpace.max_depth"),
+        ({"learning_rate": {"type": "logfloat", "low": 0, "high": 1}}, "searchSpace.learning_rate"),
         ({"max_depth": {"type": "int", "low": 3.5, "high": 5}}, "searchSpace.max_depth"),
         ({"max_depth": {"type": "integer", "low": 3, "high": 5}}, "searchSpace.max_depth.type"),
-        ({"max_depth": {"type": "int", "low": 3}}, "searchSpace.max_depth.high"),
+        ({"max_depth": {"type": "int", "low": 3}}, "searchSpace.max_depth"),
         ({"max_depth": {"type": "int", "low": 3, "high": 5, "step": 1}}, "searchSpace.max_depth.step"),
         ({"max_depth": {"type": "int", "low": "3", "high": 5}}, "searchSpace.max_depth.low"),
         ({"tree_method": {"type": "categorical", "values": []}}, "searchSpace.tree_method.values"),
         ({"tree_method": {"type": "categorical", "values": ["hist"], "low": 1}}, "searchSpace.tree_method"),
-        ({"subsample": {"type": "float", "low": 0.5, "high": 1, "values": [1]}}, "searchSpace.subsample.values"),
-        ({"max-depth": {"type": "int", "low": 3, "high": 5}}, "searchSpace.max-depth"),
+        ({"subsample": {"type": "float", "low": 0.5, "high": 1, "values": [1]}}, "searchSpace.subsample"),
+        ({"max-depth": {"type": "int", "low": 3, "high": 5}}, "searchSpace"),
     ],
 )
 def test_bad_spaces_name_the_field(spec, field):
@@ -126,15 +126,17 @@ def test_forest_parameter_is_not_an_xgboost_parameter():
         ({"maxConcurrentTrials": -1}, "tuning.maxConcurrentTrials"),
         ({"mode": "best"}, "tuning.mode"),
         ({"scheduler": {"type": "PBT"}}, "tuning.scheduler.type"),
-        ({"scheduler": {"maxT": 5, "gracePeriod": 10}}, "tuning.scheduler.gracePeriod"),
+        ({"scheduler": {"maxT": 5, "gracePeriod": 10}}, "tuning.scheduler"),
         ({"scheduler": {"reductionFactor": 1}}, "tuning.scheduler.reductionFactor"),
         ({"scheduler": {"max_steps": 3}}, "tuning.scheduler.max_steps"),
         ({"samples": 3}, "tuning.samples"),
     ],
 )
 def test_bad_tuning_blocks_name_the_field(block, field):
+    """The operator's messages: the same models validate a TrainingRun and a --search-space file."""
     with pytest.raises(ConfigError) as caught:
-        sp.parse_tuning(block, "race_winner", "xgboost")
+        sp.parse_tuning({"searchSpace": {"max_depth": {"type": "int", "low": 3, "high": 5}}, **block},
+                        "race_winner", "xgboost")
     assert str(caught.value).startswith(field + ":"), str(caught.value)
 
 
@@ -157,7 +159,7 @@ def test_search_space_file_forms(tmp_path):
         sp.load_space_file(tmp_path / "missing.yaml", "race_winner", "xgboost")
     bad = tmp_path / "bad.yaml"
     bad.write_text("searchSpace:\n  max_depth: {type: int, low: 9, high: 3}\n")
-    with pytest.raises(ConfigError, match=r"searchSpace\.max_depth\.low: low \(9\) must be below high \(3\)"):
+    with pytest.raises(ConfigError, match=r"searchSpace\.max_depth: low \(9\) must be below high \(3\)"):
         sp.load_space_file(bad, "race_winner", "xgboost")
 
 
@@ -281,3 +283,20 @@ def test_a_spec_with_a_misspelt_parameter_fails_before_any_data_is_read(monkeypa
     spec = _example_spec(searchSpace={"max_dept": {"type": "int", "low": 3, "high": 12}})
     with pytest.raises(ConfigError, match=r"^tuning\.searchSpace\.max_dept: not accepted by xgboost"):
         tune_from_spec(spec, data_dir="/nonexistent")
+
+
+@pytest.mark.parametrize("param", [
+    {"type": "int", "low": 9, "high": 3},
+    {"type": "categorical", "values": ["hist", "hist"]},
+    {"type": "logfloat", "low": 0, "high": 1},
+])
+def test_a_space_file_fails_with_the_operators_words(param):
+    """Validated once: `--search-space` and a TrainingRun's tuning give the same message for the same field."""
+    from pitwall_api import SpecError, parse_training_run_spec
+
+    with pytest.raises(SpecError) as operator:
+        parse_training_run_spec({"model": "race_winner", "algorithm": "xgboost", "data": {"seasons": [2024]},
+                                 "tuning": {"searchSpace": {"max_depth": param}}})
+    with pytest.raises(ConfigError) as trainer:
+        sp.parse_space({"max_depth": param}, "race_winner", "xgboost", where="spec.tuning.searchSpace")
+    assert str(trainer.value) == operator.value.message

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pitwall_api.contract import OPTUNA_STORAGE_ENV
+from pitwall_api.trainingrun import TrainingRunSpec
 
 from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.progress import Progress, ProgressSink
@@ -24,12 +25,14 @@ from pitwall_trainer.tuning.results import Bookkeeper, TuneResult
 from pitwall_trainer.tuning.space import (
     Scheduler,
     SearchSpace,
+    TuningSpec,
     check_engine,
     load_space_file,
     parse_scheduler,
     parse_space,
     parse_tuning,
     space_spec,
+    tuning_from_api,
 )
 from pitwall_trainer.tuning.tracking import MlflowSettings, open_logger
 
@@ -175,7 +178,11 @@ def tune_from_block(
     **kwargs: Any,
 ) -> TuneResult:
     """Run a `spec.tuning` block (camelCase dict, CRD shape) as is; kwargs override (e.g. storage)."""
-    spec = parse_tuning(tuning, model, algorithm)
+    return _tune_spec(model, algorithm, seasons, parse_tuning(tuning, model, algorithm), data_dir, **kwargs)
+
+
+def _tune_spec(model: str, algorithm: str, seasons: Sequence[int], spec: TuningSpec, data_dir: str | None,
+               **kwargs: Any) -> TuneResult:
     settings: dict[str, Any] = {
         "engine": spec.engine, "num_samples": spec.num_samples, "max_concurrent": spec.max_concurrent,
         "search_space": spec.space, "scheduler": spec.scheduler, "metric": spec.metric, "mode": spec.mode,
@@ -186,22 +193,22 @@ def tune_from_block(
 
 
 def tune_from_spec(
-    spec: Any, data_dir: str | None = None, sinks: Sequence[ProgressSink] = (), **kwargs: Any
+    spec: TrainingRunSpec, data_dir: str | None = None, sinks: Sequence[ProgressSink] = (), **kwargs: Any
 ) -> TuneResult:
-    """Tune as a TrainingRun spec says (the pydantic TrainingRunSpec or its camelCase dict).
+    """Tune as a validated TrainingRun spec says (the pod's `pitwall-train run`).
 
     In a pod the Ray address comes from $RAY_ADDRESS (the operator's RayCluster) and the Optuna
     storage from $PITWALL_OPTUNA_STORAGE (the operator maps `optuna.storageSecretRef` there).
     """
-    doc = spec.model_dump(by_alias=True, exclude_none=True) if hasattr(spec, "model_dump") else dict(spec)
-    if not isinstance(doc.get("tuning"), dict):
+    if spec.tuning is None:
         raise ConfigError("tuning: the spec has no tuning block")
-    mlflow_block = doc.get("mlflow") or {}
-    kwargs.setdefault("mlflow", MlflowSettings(mlflow_block.get("trackingUri"), mlflow_block.get("experiment")))
+    mlflow = spec.mlflow
+    kwargs.setdefault("mlflow", MlflowSettings(mlflow.tracking_uri if mlflow else None,
+                                               mlflow.experiment if mlflow else None))
     kwargs.setdefault("progress_sinks", list(sinks))
-    seasons = (doc.get("data") or {}).get("seasons") or []
-    evaluation = doc.get("evaluation") or {}
-    kwargs.setdefault("holdout_season", evaluation.get("holdoutSeason"))
-    kwargs.setdefault("holdout_races", evaluation.get("holdoutRaces"))
-    kwargs.setdefault("n_folds", evaluation.get("walkForwardFolds") or DEFAULT_FOLDS)
-    return tune_from_block(doc["model"], doc.get("algorithm", "xgboost"), seasons, doc["tuning"], data_dir, **kwargs)
+    evaluation = spec.evaluation
+    kwargs.setdefault("holdout_season", evaluation.holdout_season if evaluation else None)
+    kwargs.setdefault("holdout_races", evaluation.holdout_races if evaluation else None)
+    kwargs.setdefault("n_folds", (evaluation.walk_forward_folds if evaluation else None) or DEFAULT_FOLDS)
+    tuning = tuning_from_api(spec.tuning, spec.model, spec.algorithm)
+    return _tune_spec(spec.model, spec.algorithm, list(spec.data.seasons), tuning, data_dir, **kwargs)

@@ -1,7 +1,9 @@
-"""Search spaces and tuning settings, in the TrainingRun's `spec.tuning` shape (camelCase dicts).
+"""Search spaces and tuning settings: a validated `spec.tuning` turned into what the engines sample.
 
-One parser serves the CLI (`--search-space FILE`, YAML or JSON) and the operator (a spec's
-`tuning` block passed straight in), so a space means the same thing on a laptop and in a pod.
+Validation is the API's (pitwall_api's Tuning, SearchParam and AshaScheduler models): a
+`--search-space FILE` on a laptop and a TrainingRun's `tuning` in a pod pass the same checks and
+fail with the same messages as the operator's ValidationFailed. What is left here: the default
+spaces, the check that the estimator accepts each name, and the conversion to distributions.
 Both engines sample through the same Optuna distributions: Ray Tune's OptunaSearch takes them
 as they are, so `int` bounds are inclusive everywhere (Ray's own `randint` excludes `high`).
 """
@@ -10,19 +12,21 @@ from __future__ import annotations
 
 import json
 import math
-import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import optuna
 import yaml
+from pitwall_api.errors import format_errors
+from pitwall_api.trainingrun import AshaScheduler, SearchParam, Tuning
+from pitwall_api.trainingrun import SearchSpace as ApiSearchSpace
+from pydantic import Field, TypeAdapter, ValidationError
 
 from pitwall_trainer.errors import ConfigError
 
-TYPES = ("int", "float", "logfloat", "categorical")
-ENGINES = ("ray", "optuna")
-PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENGINES = typing.get_args(Tuning.model_fields["engine"].annotation)
 
 
 @dataclass(frozen=True)
@@ -110,54 +114,23 @@ def default_space(model: str, algorithm: str) -> SearchSpace:
     raise ConfigError(f"--algorithm: unknown algorithm {algorithm!r}")
 
 
-def _number(where: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{where}.{key}: must be a finite number, got {value!r}")
-    return float(value)
+def _validated(schema: Any, document: Any, where: str) -> Any:
+    """`document` checked by an API model (or TypeAdapter); errors name the field under `where`."""
+    try:
+        if isinstance(schema, TypeAdapter):
+            return schema.validate_python(document)
+        return schema.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError("; ".join(format_errors(error, prefix=where))) from None
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+_SPACE = TypeAdapter(Annotated[ApiSearchSpace, Field(min_length=1, max_length=32)])
 
 
-def parse_param(name: str, spec: Any, where: str = "searchSpace") -> Param:
-    """One `{type, low, high}` or `{type, values}` entry; errors name the field (`searchSpace.x.low`)."""
-    at = f"{where}.{name}"
-    if not isinstance(name, str) or not PARAM_NAME.match(name) or len(name) > 64:
-        raise ConfigError(f"{at}: parameter name must be a Python identifier such as max_depth")
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{at}: expected a mapping with type and low/high or values, got {spec!r}")
-    unknown = sorted(set(spec) - {"type", "low", "high", "values"})
-    if unknown:
-        raise ConfigError(f"{at}.{unknown[0]}: unknown field (allowed: type, low, high, values)")
-    kind = spec.get("type")
-    if kind not in TYPES:
-        raise ConfigError(f"{at}.type: must be one of {', '.join(TYPES)}, got {kind!r}")
-    if kind == "categorical":
-        values = spec.get("values")
-        if "low" in spec or "high" in spec:
-            raise ConfigError(f"{at}: categorical takes values, not low/high")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{at}.values: categorical needs a non-empty list of values")
-        for value in values:
-            if not (isinstance(value, str | bool | int) or (isinstance(value, float) and math.isfinite(value))):
-                raise ConfigError(f"{at}.values: values must be strings, numbers or booleans, not {value!r}")
-        if len(set(map(repr, values))) != len(values):
-            raise ConfigError(f"{at}.values: duplicate values")
-        return Param(name, kind, values=tuple(values))
-    if "values" in spec:
-        raise ConfigError(f"{at}.values: values are only for categorical; {kind} takes low and high")
-    for key in ("low", "high"):
-        if key not in spec:
-            raise ConfigError(f"{at}.{key}: {kind} needs both low and high")
-    low, high = _number(at, "low", spec["low"]), _number(at, "high", spec["high"])
-    if low >= high:
-        raise ConfigError(f"{at}.low: low ({_num(low)}) must be below high ({_num(high)})")
-    if kind == "logfloat" and low <= 0:
-        raise ConfigError(f"{at}.low: logfloat needs low above 0 (got {_num(low)})")
-    if kind == "int" and not (low.is_integer() and high.is_integer()):
-        raise ConfigError(f"{at}: int bounds must be whole numbers")
-    return Param(name, kind, low, high)
+def param_from_api(name: str, param: SearchParam) -> Param:
+    if param.type == "categorical":
+        return Param(name, param.type, values=tuple(param.values or ()))
+    return Param(name, param.type, param.low, param.high)
 
 
 def check_names(space: SearchSpace, model: str, algorithm: str, where: str = "searchSpace") -> None:
@@ -177,9 +150,13 @@ def parse_space(
     """A `searchSpace` mapping (CRD shape) checked against the estimator; None = the default space."""
     if spec is None:
         return default_space(model, algorithm)
-    if not isinstance(spec, dict) or not spec:
-        raise ConfigError(f"{where}: expected a non-empty mapping of parameter name to range")
-    space = {name: parse_param(name, value, where) for name, value in spec.items()}
+    validated = _validated(_SPACE, spec, where)
+    return space_from_api(validated, model, algorithm, where)
+
+
+def space_from_api(validated: dict[str, SearchParam], model: str, algorithm: str,
+                   where: str = "searchSpace") -> SearchSpace:
+    space = {name: param_from_api(name, param) for name, param in validated.items()}
     check_names(space, model, algorithm, where)
     return space
 
@@ -229,30 +206,13 @@ class Scheduler:
 
 def parse_scheduler(spec: dict[str, Any] | None, where: str = "scheduler") -> Scheduler:
     """`{type, maxT, gracePeriod, reductionFactor}`; None = ASHA sized to the search space."""
-    if spec is None:
+    return scheduler_from_api(None if spec is None else _validated(AshaScheduler, spec, where))
+
+
+def scheduler_from_api(scheduler: AshaScheduler | None) -> Scheduler:
+    if scheduler is None:
         return Scheduler()
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {spec!r}")
-    aliases = {"type": "type", "maxT": "max_t", "max_t": "max_t", "gracePeriod": "grace_period",
-               "grace_period": "grace_period", "reductionFactor": "reduction_factor",
-               "reduction_factor": "reduction_factor"}
-    unknown = sorted(set(spec) - set(aliases))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown field (allowed: type, maxT, gracePeriod, reductionFactor)")
-    values = {aliases[k]: v for k, v in spec.items()}
-    kind = values.get("type", "ASHA")
-    if kind not in ("ASHA", "FIFO"):
-        raise ConfigError(f"{where}.type: must be ASHA or FIFO, got {kind!r}")
-    lows = {"max_t": 1, "grace_period": 1, "reduction_factor": 2}
-    names = {"max_t": "maxT", "grace_period": "gracePeriod", "reduction_factor": "reductionFactor"}
-    for key, low in lows.items():
-        value = values.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ConfigError(f"{where}.{names[key]}: must be a whole number >= {low}, got {value!r}")
-    out = Scheduler(kind, values.get("max_t"), values.get("grace_period", 10), values.get("reduction_factor", 3))
-    if out.max_t is not None and out.grace_period > out.max_t:
-        raise ConfigError(f"{where}.gracePeriod: {out.grace_period} must not exceed maxT ({out.max_t})")
-    return out
+    return Scheduler(scheduler.type, scheduler.max_t, scheduler.grace_period, scheduler.reduction_factor)
 
 
 @dataclass
@@ -269,12 +229,6 @@ class TuningSpec:
     study_name: str | None = None
 
 
-def _positive(where: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: must be a whole number >= 1, got {value!r}")
-    return value
-
-
 def check_engine(engine: Any, where: str = "engine") -> str:
     if engine not in ENGINES:
         raise ConfigError(f"{where}: unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
@@ -282,29 +236,21 @@ def check_engine(engine: Any, where: str = "engine") -> str:
 
 
 def parse_tuning(block: dict[str, Any], model: str, algorithm: str, where: str = "tuning") -> TuningSpec:
-    """A TrainingRun `spec.tuning` block (camelCase) as the trainer runs it."""
+    """A TrainingRun `spec.tuning` block (camelCase), validated as the operator does, as the trainer runs it."""
     if not isinstance(block, dict):
         raise ConfigError(f"{where}: expected a mapping, got {block!r}")
-    known = {"engine", "numSamples", "maxConcurrentTrials", "metric", "mode", "searchSpace",
-             "scheduler", "rayCluster", "optuna"}
-    unknown = sorted(set(block) - known)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown field (allowed: {', '.join(sorted(known))})")
-    spec = TuningSpec(engine=check_engine(block.get("engine", "optuna"), f"{where}.engine"))
-    spec.num_samples = _positive(f"{where}.numSamples", block.get("numSamples", 20))
-    if block.get("maxConcurrentTrials") is not None:
-        spec.max_concurrent = _positive(f"{where}.maxConcurrentTrials", block["maxConcurrentTrials"])
-    spec.metric = block.get("metric")
-    spec.mode = block.get("mode")
-    if spec.mode not in (None, "max", "min"):
-        raise ConfigError(f"{where}.mode: must be max or min, got {spec.mode!r}")
-    spec.space = parse_space(block.get("searchSpace"), model, algorithm, f"{where}.searchSpace")
-    spec.scheduler = parse_scheduler(block.get("scheduler"), f"{where}.scheduler")
-    optuna_block = block.get("optuna") or {}
-    if not isinstance(optuna_block, dict):
-        raise ConfigError(f"{where}.optuna: expected a mapping")
-    spec.study_name = optuna_block.get("studyName")
-    return spec
+    return tuning_from_api(_validated(Tuning, block, where), model, algorithm, where)
+
+
+def tuning_from_api(tuning: Tuning, model: str, algorithm: str, where: str = "tuning") -> TuningSpec:
+    """A validated `spec.tuning` as the trainer runs it (rayCluster shapes pods: the operator's part)."""
+    return TuningSpec(
+        engine=tuning.engine, num_samples=tuning.num_samples, max_concurrent=tuning.max_concurrent_trials,
+        metric=tuning.metric, mode=tuning.mode,
+        space=space_from_api(tuning.search_space, model, algorithm, f"{where}.searchSpace"),
+        scheduler=scheduler_from_api(tuning.scheduler),
+        study_name=tuning.optuna.study_name if tuning.optuna else None,
+    )
 
 
 def load_space_file(path: str | Path, model: str, algorithm: str) -> tuple[SearchSpace, dict[str, Any]]:
