@@ -235,6 +235,15 @@ def _bar(fraction: float | None) -> RenderableType:
     return ProgressBar(total=100.0, completed=max(0.0, min(1.0, fraction)) * 100, width=BAR_WIDTH)
 
 
+def _with_bar(bar: RenderableType, text: Text) -> Table:
+    """A bar of fixed width and its text beside it, aligned from one row to the next."""
+    row = Table.grid(padding=(0, 1))
+    row.add_column(width=BAR_WIDTH, no_wrap=True)
+    row.add_column()
+    row.add_row(bar, text)
+    return row
+
+
 def _quantity(resources: Any, kind: str, name: str) -> float | None:
     value = get(resources, kind, name)
     if value is None:
@@ -319,7 +328,6 @@ def run_panel(run: dict[str, Any], events: Iterable[dict[str, Any]], now: dateti
 
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim", no_wrap=True)
-    grid.add_column(no_wrap=True)
     grid.add_column()
 
     what = Text()
@@ -328,30 +336,30 @@ def run_panel(run: dict[str, Any], events: Iterable[dict[str, Any]], now: dateti
     what.append(str(spec.get("algorithm") or DASH))
     if get(spec, "tuning", "engine"):
         what.append(f" · tuning {get(spec, 'tuning', 'engine')}", style="dim")
-    grid.add_row("Model", what, Text(""))
+    grid.add_row("Model", what)
 
     phase = Text(str(progress.get("phase") or state), style=STATE_STYLE.get(state, ""))
     if progress.get("phase"):
         phase.append(f" ({state})", style="dim")
-    grid.add_row("Phase", phase, Text(""))
+    grid.add_row("Phase", phase)
 
     percent = as_float(progress.get("percent"))
     pct = Text(f"{percent:.0f}%" if percent is not None else DASH, style="bold")
     if progress.get("message"):
         pct.append("  ")
         pct.append(str(progress["message"]))
-    grid.add_row("Progress", _bar(percent / 100 if percent is not None else None), pct)
-    grid.add_row("Metric", metric_text(progress), Text(""))
+    grid.add_row("Progress", _with_bar(_bar(percent / 100 if percent is not None else None), pct))
+    grid.add_row("Metric", metric_text(progress))
     eta = as_float(progress.get("etaSeconds"))
     eta_text = Text(fmt_duration(eta) if eta is not None else DASH)
     updated = parse_time(progress.get("updatedAt"))
     if updated is not None:
         eta_text.append(f"  (reported {fmt_duration((now - updated).total_seconds())} ago)", style="dim")
-    grid.add_row("ETA", eta_text, Text(""))
+    grid.add_row("ETA", eta_text)
     for label, bar, text in resource_rows(run):
-        grid.add_row(label, bar, text)
+        grid.add_row(label, _with_bar(bar, text))
     run_events = events_for(run, events)
-    grid.add_row("Event", _event_line(run_events[-1] if run_events else None, now), Text(""))
+    grid.add_row("Event", _event_line(run_events[-1] if run_events else None, now))
 
     started = parse_time(status.get("startTime")) or parse_time(get(run, "metadata", "creationTimestamp"))
     subtitle = f"started {fmt_duration((now - started).total_seconds())} ago" if started else None
