@@ -346,13 +346,36 @@ class TrainingRunSpec(SpecModel):
 _FINITE = "Numbers are finite (NaN and infinity are written as absent)."
 
 
+Phase = Literal["Loading", "Features", "Tuning", "Evaluating", "Training", "Registering", "Promoting", "Done"]
+PHASES: tuple[str, ...] = Phase.__args__  # in the order a run goes through them (Tuning only when asked)
+DISPLAY_DIGITS = 3
+
+
+def round_for_display(value: float) -> float:
+    """A figure as `kubectl get` should print it: 3 decimals (3 significant digits below 0.1)."""
+    value = float(value)
+    if not math.isfinite(value) or value == 0:
+        return value
+    return round(value, DISPLAY_DIGITS) if abs(value) >= 0.1 else float(f"{value:.{DISPLAY_DIGITS}g}")
+
+
 class Progress(StatusModel):
-    percent: int | None = Field(None, ge=0, le=100, description="Whole percent done (the Progress column).")
-    message: str | None = Field(None, max_length=1024, description="What is happening, e.g. `trial 12/50`.")
-    current_metric: float | None = Field(None, description="Latest value of the objective.")
-    best_metric: float | None = Field(None, description="Best value so far (the Best column).")
-    eta_seconds: int | None = Field(None, ge=0, description="Estimated seconds left.")
+    phase: Phase | None = Field(None, description="What the trainer is doing: Loading (data and its validation), Features, Tuning (a trial per step), Evaluating (a walk-forward fold per step), Training (the final fit), Registering, Promoting, Done (the Phase column).")
+    percent: int | None = Field(None, ge=0, le=100, description="Whole percent done over all phases; never goes back (the Progress column).")
+    message: str | None = Field(None, max_length=1024, description="What is happening, e.g. `trial 12/50, best 0.612`.")
+    step: int | None = Field(None, ge=0, description="Steps done in the current phase (trials, folds).")
+    total_steps: int | None = Field(None, ge=0, description="Steps of the current phase.")
+    metric_name: str | None = Field(None, max_length=128, description="The objective currentMetric and bestMetric measure, e.g. `top1_accuracy`.")
+    current_metric: float | None = Field(None, description="Latest value of the objective, rounded for display (3 decimals; the exact figures are in status.metrics).")
+    best_metric: float | None = Field(None, description="Best value so far, rounded for display like currentMetric (the Best column).")
+    eta_seconds: int | None = Field(None, ge=0, description="Estimated seconds left, from the measured step times.")
     updated_at: datetime | None = Field(None, description="When the trainer last reported.")
+
+    @field_validator("current_metric", "best_metric", mode="after")
+    @classmethod
+    def _round_metric(cls, value: float | None) -> float | None:
+        """`kubectl get` prints a number column as stored: 0.542, not 0.5416666666666666."""
+        return None if value is None else round_for_display(value)
 
     @field_validator("percent", mode="before")
     @classmethod
@@ -364,6 +387,20 @@ class Progress(StatusModel):
     @classmethod
     def _round_eta(cls, value: Any) -> Any:
         return max(0, round(value)) if isinstance(value, float) else value
+
+
+class ResourceUsage(StatusModel):
+    """What the trainer's own process tree uses, sampled by the trainer (GPU fields only with a GPU)."""
+
+    cpu_cores: float | None = Field(None, ge=0, description="CPU cores in use (1.0 = one core busy), summed over the trainer's processes.")
+    memory_bytes: int | None = Field(None, ge=0, description="Resident memory (RSS) of the trainer's processes, summed.")
+    gpu_utilization: float | None = Field(None, ge=0, le=100, description="GPU utilisation in percent (mean over the visible GPUs, from nvidia-smi).")
+    gpu_memory_bytes: int | None = Field(None, ge=0, description="GPU memory in use (summed over the visible GPUs).")
+    peak_cpu_cores: float | None = Field(None, ge=0, description="Highest cpuCores sampled so far.")
+    peak_memory_bytes: int | None = Field(None, ge=0, description="Highest memoryBytes sampled so far.")
+    peak_gpu_utilization: float | None = Field(None, ge=0, le=100, description="Highest gpuUtilization sampled so far.")
+    peak_gpu_memory_bytes: int | None = Field(None, ge=0, description="Highest gpuMemoryBytes sampled so far.")
+    sampled_at: datetime | None = Field(None, description="When the trainer last sampled.")
 
 
 class MlflowStatus(StatusModel):
@@ -400,6 +437,7 @@ class TrainingRunStatus(StatusModel):
     ray_cluster_name: str | None = Field(None, max_length=253, description="The RayCluster, with engine ray and workers > 0.")
     attempts: int | None = Field(None, ge=0, description="Pods started so far (1 + retries).")
     progress: Progress | None = Field(None, description="Live progress reported by the trainer.")
+    resources: ResourceUsage | None = Field(None, description="CPU, memory and GPU the trainer uses, with peaks (reported with the progress).")
     metrics: dict[str, float] | None = Field(None, max_length=64, description="Final metrics on the evaluation races, name → value. " + _FINITE)
     baselines: dict[str, float] | None = Field(None, max_length=64, description="Baseline metrics on the same races (e.g. pole_sitter.top1_accuracy). " + _FINITE)
     non_finite_metrics: list[Annotated[str, Field(max_length=256)]] | None = Field(

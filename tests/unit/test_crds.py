@@ -203,7 +203,7 @@ def test_names_columns_and_subresources():
         assert status["kopf"] == {**status["kopf"], "type": "object", "x-kubernetes-preserve-unknown-fields": True}
         assert status["conditions"]["x-kubernetes-list-type"] == "map"
     assert [c["name"] for c in tr["spec"]["versions"][0]["additionalPrinterColumns"] if not c.get("priority")] == [
-        "Model", "Algorithm", "State", "Progress", "Best", "Promoted", "Age"]
+        "Model", "Algorithm", "State", "Phase", "Progress", "Best", "Promoted", "Age"]
     assert [c["name"] for c in rp["spec"]["versions"][0]["additionalPrinterColumns"] if not c.get("priority")] == [
         "Model", "Schedule", "Suspended", "Last Trigger", "Champion", "Age"]
 
@@ -395,7 +395,7 @@ def finished_run() -> dict[str, Any]:
     body["metadata"]["creationTimestamp"] = T0
     body["status"] = {
         "state": derive_state(conds), "conditions": conds, "observedGeneration": 1, "jobName": "race-winner-xgb-train",
-        "progress": {"percent": 100, "bestMetric": 0.5833, "currentMetric": 0.5833},
+        "progress": {"phase": "Done", "percent": 100, "bestMetric": 0.583, "currentMetric": 0.583, "metricName": "top1_accuracy"},
         "mlflow": {"modelVersion": "7"}, "promotion": {"promoted": True, "alias": "champion", "version": "7", "previousVersion": "6"},
     }
     return body
@@ -405,8 +405,8 @@ def test_trainingrun_columns_on_a_promoted_run():
     body = finished_run()
     assert server_errors(body) == []  # the status the operator writes fits the schema
     assert cells("TrainingRun", body) == {
-        "Model": "race_winner", "Algorithm": "logistic_regression", "State": "Succeeded", "Progress": 100,
-        "Best": 0.5833, "Promoted": "7", "Age": T0,
+        "Model": "race_winner", "Algorithm": "logistic_regression", "State": "Succeeded", "Phase": "Done", "Progress": 100,
+        "Best": 0.583, "Promoted": "7", "Age": T0,
     }
     assert cells("TrainingRun", body, wide=True)["Job"] == "race-winner-xgb-train"
     # Why a derived state: filtering the True conditions prints three words for this one run.
@@ -416,14 +416,16 @@ def test_trainingrun_columns_on_a_promoted_run():
 
 def test_trainingrun_columns_while_running_and_before_status():
     body = yaml.safe_load((ROOT / "examples" / "trainingrun-tuned.yaml").read_text())
-    assert cells("TrainingRun", body) == {"Model": "race_winner", "Algorithm": "xgboost", "State": "", "Progress": "",
+    assert cells("TrainingRun", body) == {"Model": "race_winner", "Algorithm": "xgboost", "State": "", "Phase": "", "Progress": "",
                                           "Best": "", "Promoted": "", "Age": ""}
     conds = set_condition([], "Running", True, "TrialsRunning", now=T0)
     body["status"] = {"state": derive_state(conds), "conditions": conds,
-                      "progress": {"percent": 37, "message": "trial 37/100", "bestMetric": 0.55, "etaSeconds": 600}}
+                      "progress": {"phase": "Tuning", "percent": 37, "message": "trial 37/100, best 0.55", "step": 37,
+                                   "totalSteps": 100, "bestMetric": 0.55, "etaSeconds": 600},
+                      "resources": {"cpuCores": 1.5, "memoryBytes": 2**30, "peakCpuCores": 2.0, "peakMemoryBytes": 2**31}}
     assert server_errors(body) == []
     row = cells("TrainingRun", body)
-    assert (row["State"], row["Progress"], row["Best"], row["Promoted"]) == ("Running", 37, 0.55, "")
+    assert (row["State"], row["Phase"], row["Progress"], row["Best"], row["Promoted"]) == ("Running", "Tuning", 37, 0.55, "")
 
 
 def test_retrainpolicy_columns():
