@@ -348,6 +348,8 @@ def run_panel(run: dict[str, Any], events: Iterable[dict[str, Any]], now: dateti
     if progress.get("message"):
         pct.append("  ")
         pct.append(str(progress["message"]))
+    elif progress.get("step") is not None and progress.get("totalSteps"):
+        pct.append(f"  step {progress['step']}/{progress['totalSteps']}")
     grid.add_row("Progress", _with_bar(_bar(percent / 100 if percent is not None else None), pct))
     grid.add_row("Metric", metric_text(progress))
     eta = as_float(progress.get("etaSeconds"))

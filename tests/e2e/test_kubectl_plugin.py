@@ -210,6 +210,14 @@ def test_once_prints_counts_and_a_panel_per_active_run(setup: Setup) -> None:
     assert "race_winner" in row and "v4" in row and "kp-done" in row and "check in" in row
 
 
+def test_all_namespaces_names_each_runs_namespace(setup: Setup) -> None:
+    result = setup.plugin("dashboard", "--once", "-A")
+    assert result.returncode == 0, result.stderr
+    assert "all namespaces" in result.stdout
+    assert "40%" in panel(result.stdout, f"{setup.namespace}/kp-tuning")
+    assert f"{setup.namespace}/kp-weekly" in result.stdout
+
+
 def test_live_dashboard_follows_the_watch(setup: Setup, tmp_path: Path) -> None:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")

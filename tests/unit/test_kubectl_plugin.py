@@ -151,6 +151,8 @@ def test_missing_fields_show_a_dash_and_never_fail() -> None:
     assert "Pending" in line_with(fresh_panel, "Phase"), "no phase: the state is shown"
     older_panel = text_of(render.run_panel(older, [], NOW))
     assert "10%" in line_with(older_panel, "Progress")
+    stepped = run("stepped", "Running", progress={"percent": 30, "step": 2, "totalSteps": 4, "phase": "Evaluating"})
+    assert "30%  step 2/4" in line_with(text_of(render.run_panel(stepped, [], NOW)), "Progress"), "no message: the steps"
     assert "Running" in line_with(older_panel, "Phase")
     assert "(" not in line_with(older_panel, "Metric"), "no metricName, no name in brackets"
     describe = text_of(render.describe(fresh, [], NOW))
@@ -237,3 +239,49 @@ current-context: ctx
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["describe", "x", "--kubeconfig", str(tmp_path / "missing")]) == 1
     assert "cannot load the kubeconfig" in capsys.readouterr().err
+
+
+# --- the watch store -----------------------------------------------------------------------------
+
+
+class FakeKube:
+    """list_raw and watch as the API would answer: a first watch that expires (410), then a live one."""
+
+    scope, context = "default", "ctx"
+
+    def __init__(self, stop: Any) -> None:
+        self.stop, self.lists, self.watched_from = stop, 0, []
+
+    def list_raw(self, what: str) -> tuple[list[dict[str, Any]], str]:
+        self.lists += 1
+        return [run("relisted", "Running")], "200"
+
+    def watch(self, what: str, resource_version: str | None) -> Any:
+        from kubernetes.client.rest import ApiException
+
+        self.watched_from.append(resource_version)
+        if len(self.watched_from) == 1:
+            yield "ADDED", run("added", "Pending")
+            raise ApiException(status=410, reason="Gone")
+        yield "BOOKMARK", {"metadata": {"resourceVersion": "250"}}
+        yield "MODIFIED", run("relisted", "Succeeded", completed=NOW)
+        yield "DELETED", run("relisted", "Succeeded")
+        yield "ADDED", run("last", "Running")
+        self.stop.set()
+        yield "ADDED", run("after-stop", "Running")
+
+
+def test_watch_applies_changes_and_relists_when_the_version_expires() -> None:
+    import threading
+
+    from pitwall_kubectl.dashboard import Store, _watch_forever
+
+    stop, store = threading.Event(), Store()
+    kube = FakeKube(stop)
+    _watch_forever(kube, store, "runs", "100", stop)  # returns once stopped
+    names = sorted(r["metadata"]["name"] for r in store.snapshot(kube)["runs"])
+    assert names == ["last"], "the relist replaced 'added'; 'relisted' was deleted; nothing after stop"
+    assert kube.lists == 1, "listed once: after the 410, not at the start (the caller listed)"
+    assert kube.watched_from == ["100", "200"], "watch from the list's version, again from the relist's after 410"
+    assert store.snapshot(kube)["errors"] == {}, "a 410 is routine, not an error to show"
+    assert store.changed.is_set()
