@@ -285,3 +285,50 @@ def test_watch_applies_changes_and_relists_when_the_version_expires() -> None:
     assert kube.watched_from == ["100", "200"], "watch from the list's version, again from the relist's after 410"
     assert store.snapshot(kube)["errors"] == {}, "a 410 is routine, not an error to show"
     assert store.changed.is_set()
+
+
+# --- logs: which pod ------------------------------------------------------------------------------
+
+
+class PodsKube:
+    def __init__(self, pods: dict[str, list[dict[str, Any]]]) -> None:
+        self.by_selector, self.asked = pods, []
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        self.asked.append(selector)
+        return self.by_selector.get(selector, [])
+
+
+def pod(name: str, created: str, containers: tuple[str, ...] = ("trainer",)) -> dict[str, Any]:
+    return {"metadata": {"name": name, "creationTimestamp": created},
+            "spec": {"containers": [{"name": c} for c in containers]}}
+
+
+def test_logs_pick_the_newest_pod_of_the_job_or_the_ray_head() -> None:
+    from pitwall_kubectl.kube import PluginError
+    from pitwall_kubectl.logs import find_pod, pick_container
+
+    job_run = run("r", "Running", jobName="r-job", rayClusterName="r-ray")
+    kube = PodsKube({"batch.kubernetes.io/job-name=r-job": [pod("r-job-old", "2026-01-01T10:00:00Z"),
+                                                             pod("r-job-new", "2026-01-01T10:05:00Z")],
+                     "ray.io/cluster=r-ray,ray.io/node-type=head": [pod("r-ray-head", "2026-01-01T09:00:00Z",
+                                                                        ("ray-head", "autoscaler"))]})
+    assert find_pod(kube, job_run)["metadata"]["name"] == "r-job-new", "a retry's pod, not the failed first one"
+    head = find_pod(kube, job_run, head=True)
+    assert head["metadata"]["name"] == "r-ray-head" and pick_container(head, None) == "ray-head"
+    assert pick_container(pod("p", "", ("sidecar", "trainer")), None) == "trainer"
+    with pytest.raises(PluginError, match="has no container nope"):
+        pick_container(head, "nope")
+
+    old_cluster = PodsKube({"job-name=r-job": [pod("legacy", "2026-01-01T10:00:00Z")]})
+    assert find_pod(old_cluster, job_run)["metadata"]["name"] == "legacy", "the pre-1.27 label"
+
+    with pytest.raises(PluginError) as no_pods:
+        find_pod(PodsKube({}), job_run)
+    assert str(no_pods.value) == "TrainingRun r has no pod yet: state Running, Job r-job has no pods"
+    pending = run("q", None)
+    with pytest.raises(PluginError) as no_job:
+        find_pod(PodsKube({}), pending)
+    assert str(no_job.value) == "TrainingRun q has no pod yet: state Pending, no Job created yet"
+    with pytest.raises(PluginError, match="TrainingRun q has no Ray cluster"):
+        find_pod(PodsKube({}), pending, head=True)
