@@ -70,8 +70,13 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(cluster: Cluster) -> Iterator[Setup]:
-    stopped_operator = _stop_operator(cluster)
+def setup(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Setup]:
+    session_operator = _running_operator_fixture(request)
+    if session_operator is not None:  # an earlier module started it: stop and start it through the fixture
+        session_operator.stop()
+        stopped_operator = 0
+    else:
+        stopped_operator = _stop_operator(cluster)
     namespace = f"kp-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
@@ -84,12 +89,30 @@ def setup(cluster: Cluster) -> Iterator[Setup]:
         for kind in ("trainingruns", "retrainpolicies", "jobs"):
             cluster.kubectl("delete", kind, "--all", "-n", namespace, "--wait=true", "--timeout=60s", check=False)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        if stopped_operator:
+        if session_operator is not None:
+            session_operator.start()
+        elif stopped_operator:
             _start_operator(cluster, stopped_operator)
 
 
+def _running_operator_fixture(request: pytest.FixtureRequest) -> Any:
+    """The session's `operator` fixture when an earlier module created it and its pod runs, else None.
+
+    Going through it keeps its record of the pod (logs, metrics) right for the modules after this one.
+    """
+    try:
+        definitions = request._fixturemanager.getfixturedefs("operator", request.node) or []
+    except (AttributeError, TypeError):
+        return None
+    for definition in definitions:
+        cached = getattr(definition, "cached_result", None)
+        if cached and cached[0] is not None and getattr(cached[0], "pod", None) is not None:
+            return cached[0]
+    return None
+
+
 def _stop_operator(cluster: Cluster) -> int:
-    """Scale the chart's operator to zero when it runs (these runs' status is the test's); its replicas."""
+    """Scale the chart's operator (deployed outside this session) to zero while it runs; its replicas."""
     result = cluster.kubectl("get", "deployment", OPERATOR_DEPLOYMENT, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False)
     if result.returncode != 0:
         return 0
