@@ -6,6 +6,11 @@ trainingruns/status) and never touches conditions or state, which belong to the 
 Reporting is best effort: a failed patch is logged and training goes on, because the final
 result also goes to the container's termination message, which the operator reads when the
 status patch did not arrive.
+
+Progress comes from `pitwall_trainer.progress.TRACKER` (the run's phases, one overall percent)
+and goes out with the trainer's resource use (`status.resources`, from
+`pitwall_trainer.resources`) at most once per `min_interval`; a daemon thread refreshes the
+resources every few seconds while one long step reports nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +35,10 @@ from pitwall_api.contract import (
     TRAININGRUN_PLURAL,
     VERSION,
 )
+from pitwall_api.trainingrun import round_for_display
 
-from pitwall_trainer.progress import ProgressUpdate
+from pitwall_trainer.progress import TRACKER, ProgressUpdate
+from pitwall_trainer.resources import ResourceSampler
 
 log = logging.getLogger(__name__)
 
@@ -72,37 +80,73 @@ def _now() -> str:
 
 
 def progress_status(update: ProgressUpdate) -> dict[str, Any]:
-    """The `status.progress` block for one update (camelCase, as in the CRD)."""
+    """The `status.progress` block for one update (camelCase, as in the CRD; metrics rounded for display)."""
     block: dict[str, Any] = {
         "percent": int(update.percent),
         "message": update.message[:1024],
         "updatedAt": _now(),
     }
+    if update.phase is not None:  # a phase without steps removes the previous one's (a merge patch)
+        block["phase"] = update.phase
+        counted = update.total > 0
+        block["step"] = max(0, int(update.done)) if counted else None
+        block["totalSteps"] = int(update.total) if counted else None
+    if update.metric_name:
+        block["metricName"] = update.metric_name[:128]
     if update.current_metric is not None:
-        block["currentMetric"] = round(float(update.current_metric), 6)
+        block["currentMetric"] = round_for_display(update.current_metric)
     if update.best_metric is not None:
-        block["bestMetric"] = round(float(update.best_metric), 6)
+        block["bestMetric"] = round_for_display(update.best_metric)
     if update.eta_seconds is not None:
         block["etaSeconds"] = max(0, int(update.eta_seconds))
     return block
 
 
+_FROM_ENV: dict[tuple[str, str], StatusReporter] = {}
+
+
 class StatusReporter:
     """Patches one resource's status (a TrainingRun by default); progress is rate-limited."""
+
+    RESOURCE_INTERVAL = 5.0  # seconds between resource samples on the background thread
+    HEARTBEAT = 15.0  # with no progress update for this long, the thread reports the resources
 
     def __init__(self, name: str, namespace: str, min_interval: float = 2.0, api: Any = None,
                  plural: str = PLURAL):
         self.name, self.namespace, self.min_interval, self.plural = name, namespace, min_interval, plural
         self._api = api
         self._last_sent = 0.0
+        self._last_phase: str | None = None
+        self._lock = threading.RLock()
+        self.sampler: ResourceSampler | None = None
+        self.listening = False
 
     @classmethod
     def from_env(cls) -> StatusReporter | None:
-        """A reporter when running for a TrainingRun, else None (a laptop run)."""
+        """The reporter of this pod's TrainingRun, else None (a laptop run). One per run: it follows
+        the run's phases (`progress.TRACKER`) and samples the trainer's resources from the first call."""
         name = os.environ.get(NAME_ENV)
         if not name:
             return None
-        return cls(name, os.environ.get(NAMESPACE_ENV, "default"))
+        key = (name, os.environ.get(NAMESPACE_ENV, "default"))
+        if key not in _FROM_ENV:
+            reporter = _FROM_ENV[key] = cls(*key)
+            reporter.follow_run()
+        return _FROM_ENV[key]
+
+    def follow_run(self, sampler: ResourceSampler | None = None) -> None:
+        """Report the run's phases from `progress.TRACKER` and the trainer's resource use."""
+        TRACKER.reset()
+        TRACKER.listen(self.progress)
+        self.listening = True
+        self.sampler = sampler or ResourceSampler()
+        self.sampler.start(self.RESOURCE_INTERVAL, lambda _sample: self._heartbeat())
+
+    def stop(self) -> None:
+        """Stop following the run (the final report went out)."""
+        TRACKER.unlisten(self.progress)
+        if self.sampler is not None:
+            self.sampler.stop()
 
     def _client(self) -> Any:
         if self._api is None:
@@ -116,23 +160,64 @@ class StatusReporter:
         return self._api
 
     def patch(self, status: dict[str, Any]) -> bool:
-        """Merge-patch the status subresource; False (logged) when the API refused or was down."""
+        """Merge-patch the status subresource; False (logged) when the API refused or was down.
+
+        A final progress block (percent 100) is completed here: phase Done, the metric's name, no
+        steps or time left, and the last resource figures; the resource thread stops.
+        """
+        progress = status.get("progress")
+        if isinstance(progress, dict) and progress.get("percent") == 100 and self.listening:
+            status = {**status, "progress": self._final(progress)}
+            resources = self.sampler.status(fresh=True) if self.sampler is not None else {}
+            if resources:
+                status["resources"] = resources
+            self.stop()
         try:
-            self._client().patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, self.plural, self.name, {"status": finite(status)}
-            )
+            with self._lock:
+                self._client().patch_namespaced_custom_object_status(
+                    GROUP, VERSION, self.namespace, self.plural, self.name, {"status": finite(status)}
+                )
             return True
         except Exception as error:  # noqa: BLE001 - reporting must never stop training
             log.warning("could not report to %s %s/%s: %s", self.plural, self.namespace, self.name, error)
             return False
 
+    @staticmethod
+    def _final(progress: dict[str, Any]) -> dict[str, Any]:
+        block = {**progress, "phase": "Done", "step": None, "totalSteps": None, "etaSeconds": 0}
+        if TRACKER.metric_name and not block.get("metricName"):
+            block["metricName"] = TRACKER.metric_name
+        for key in ("currentMetric", "bestMetric"):
+            if isinstance(block.get(key), int | float):
+                block[key] = round_for_display(block[key])
+        block.setdefault("updatedAt", _now())
+        return block
+
     def progress(self, update: ProgressUpdate) -> None:
-        """Progress sink: send at most one update per `min_interval`, and always the last one."""
-        now = time.monotonic()
-        if update.done < update.total and now - self._last_sent < self.min_interval:
+        """Progress sink: a phase change and the last step always go out, other updates at most once
+        per `min_interval`; the resources go with them. While following the run, only the tracker's
+        updates count (a bar's own update arrives again through the tracker, with its phase)."""
+        if self.listening and update.overall is None:
             return
-        self._last_sent = now
-        self.patch({"progress": progress_status(update)})
+        now = time.monotonic()
+        important = update.phase != self._last_phase or update.done >= update.total
+        if not important and now - self._last_sent < self.min_interval:
+            return
+        self._last_sent, self._last_phase = now, update.phase
+        status: dict[str, Any] = {"progress": progress_status(update)}
+        resources = self.sampler.status(fresh=True) if self.sampler is not None else {}
+        if resources:
+            status["resources"] = resources
+        self.patch(status)
+
+    def _heartbeat(self) -> None:
+        """From the resource thread: the figures, when no progress update carried them lately."""
+        if self.sampler is None or time.monotonic() - self._last_sent < max(self.min_interval, self.HEARTBEAT):
+            return
+        resources = self.sampler.status()
+        if resources:
+            self._last_sent = time.monotonic()
+            self.patch({"resources": resources})
 
 
 # Dropped first when the message is over the kubelet's limit: the verdict, the model version and

@@ -27,6 +27,7 @@ from pitwall_trainer.evaluation.runner import Evaluation, FoldOutcome, evaluate_
 from pitwall_trainer.features import FEATURE_VERSION, load_feature_matrix
 from pitwall_trainer.models.factory import fit_model, get_spec, resolve_params
 from pitwall_trainer.progress import Progress
+from pitwall_trainer.progress import phase as progress_phase
 from pitwall_trainer.result import TrainResult
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def train(
 
         ev = evaluate(model, algorithm, scope, races, params, walk_forward_folds, first, tick)
         final_rows = scope[scope["year"] >= first]
+        progress_phase("Training", message=f"fitting the final {algorithm} model")
         fitted = fit_model(model, algorithm, final_rows, params)
         bar.advance(bar.total, message="final model")
     log.info("trained %s/%s on %d races (%d rows) in %.1fs", model, algorithm, fitted.train_races,

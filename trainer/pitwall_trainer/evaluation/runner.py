@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from pitwall_trainer import progress
 from pitwall_trainer.evaluation.baselines import BASELINES
 from pitwall_trainer.evaluation.metrics import model_metrics, race_winner_metrics
 from pitwall_trainer.evaluation.splits import Fold
@@ -96,9 +97,12 @@ def evaluate_folds(
 ) -> Evaluation:
     """Run every fold; metrics are computed on the pooled test predictions (each race once)."""
     outcomes = []
+    metric = get_spec(model).primary_metric
+    progress.phase("Evaluating", total=len(folds), metric_name=metric)
     for fold in folds:
         outcome = fit_evaluate(model, algorithm, params, frame, fold)
         outcomes.append(outcome)
+        progress.step(fold.name, metric=outcome.metrics.get(metric))
         if on_fold is not None:
             on_fold(outcome)
     pred = pd.concat([o.predictions for o in outcomes])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pitwall_trainer import progress
 from pitwall_trainer.data.loader import data_fingerprint, load_tables, race_entries
 from pitwall_trainer.data.paths import cache_root, resolve_data_dir
 from pitwall_trainer.features.pipeline import FEATURE_VERSION, compute_features
@@ -44,6 +45,7 @@ def load_feature_matrix(
     data_dir: str | Path | None = None, *, validate: bool = True, use_cache: bool = True
 ) -> FeatureMatrix:
     """Features for every race entry of the data folder; reuse the cached matrix when present."""
+    progress.phase("Loading", message="loading and validating the data")
     folder = resolve_data_dir(data_dir)
     data_hash = data_fingerprint(folder)
     path = feature_cache_dir() / f"features-{cache_key(data_hash, validate)}.pkl" if use_cache else None
@@ -54,7 +56,9 @@ def load_feature_matrix(
             return FeatureMatrix(frame, data_hash, True, path)
         except Exception as error:  # noqa: BLE001 - a broken cache file is rebuilt, not fatal
             log.warning("ignoring unreadable feature cache %s: %s", path, error)
-    frame = compute_features(race_entries(load_tables(folder, validate=validate)))
+    tables = load_tables(folder, validate=validate)
+    progress.phase("Features", message="building pre-race features")
+    frame = compute_features(race_entries(tables))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pitwall_trainer.errors import ConfigError
+from pitwall_trainer.progress import phase
 from pitwall_trainer.promotion_guard import promotion_lease
 from pitwall_trainer.registry.tracking import (
     DEFAULT_ALIAS,
@@ -72,6 +73,7 @@ def promote(
     tracking_uri: str | None = None,
 ) -> PromotionDecision:
     """Compare the new version with the one under ``alias``, move the alias by policy, tag why."""
+    phase("Promoting", message=f"comparing with the {alias} alias")
     chosen = {p.lower(): p for p in POLICIES}.get(str(policy).lower())
     if chosen is None:
         raise ConfigError(f"promotion policy {policy!r} is not one of {', '.join(POLICIES)}")

@@ -20,6 +20,7 @@ from pitwall_api.redact import redact_text, redact_uri
 
 from pitwall_trainer.data.paths import cache_root
 from pitwall_trainer.errors import ConfigError
+from pitwall_trainer.progress import phase
 from pitwall_trainer.promotion_guard import RUN_TAG, run_uid, version_of_this_run
 from pitwall_trainer.registry.flavours import _pip_requirements, _signature, choose_flavour
 from pitwall_trainer.result import RegistryRecord, TrainResult
@@ -257,6 +258,7 @@ def log_and_register(
     registered_model_name: str | None = None,
 ) -> RegistryRecord:
     """Log one training as an MLflow run and register the model as a new version."""
+    phase("Registering", message="logging the run and registering the model in MLflow")
     uri = resolve_tracking_uri(tracking_uri)
     experiment = experiment or f"{NAME_PREFIX}{result.model}"
     name = registered_model_name or registered_name(result.model)

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pitwall_trainer.progress import Progress
+from pitwall_trainer.progress import Progress, phase
 from pitwall_trainer.tuning.tracking import TrialLogger
 
 COMPLETE, PRUNED, FAILED = "COMPLETE", "PRUNED", "FAILED"
@@ -74,6 +74,8 @@ class Bookkeeper:
 
     def __init__(self, mode: str, metric: str, progress: Progress, logger: TrialLogger | None):
         self.mode, self.metric, self.progress, self.logger = mode, metric, progress, logger
+        progress.phase, progress.metric_name = "Tuning", metric  # each finished trial is a step of it
+        phase("Tuning", total=progress.total, metric_name=metric)
         self.records: list[TrialRecord] = []
         self.best: TrialRecord | None = None
         self.started = time.monotonic()
