@@ -9,13 +9,14 @@ from typing import Any
 import kubernetes_validate
 import yaml
 from pitwall_api import parse_retrain_policy_spec
+from pitwall_operator import retrain_policy as rp
 from pitwall_operator.builders import retrain as rt
 from pitwall_operator.config import Settings
 
 from tests.unit.test_crds import server_errors
 
 REPO = Path(__file__).resolve().parents[2]
-POLICY = rt.PolicyRef("race-winner-weekly", "f1", "uid-rp-1")
+POLICY = rp.PolicyRef("race-winner-weekly", "f1", "uid-rp-1")
 SETTINGS = Settings(default_data_claim="pitwall-data", default_mlflow_uri="http://mlflow:5000")
 
 
@@ -38,43 +39,43 @@ def utc(*args: int) -> datetime:
 
 def test_tuesday_six_in_london_follows_summer_time() -> None:
     """06:00 Europe/London is 06:00 UTC in winter and 05:00 UTC in summer (BST)."""
-    winter = rt.previous_tick("0 6 * * 2", "Europe/London", utc(2026, 1, 8, 12))  # a Thursday
-    summer = rt.previous_tick("0 6 * * 2", "Europe/London", utc(2026, 7, 9, 12))
+    winter = rp.previous_tick("0 6 * * 2", "Europe/London", utc(2026, 1, 8, 12))  # a Thursday
+    summer = rp.previous_tick("0 6 * * 2", "Europe/London", utc(2026, 7, 9, 12))
     assert winter == utc(2026, 1, 6, 6, 0)
     assert summer == utc(2026, 7, 7, 5, 0)
     # the Tuesday after the clocks go forward (29 March 2026): already 05:00 UTC
-    assert rt.next_tick("0 6 * * 2", "Europe/London", utc(2026, 3, 29, 12)) == utc(2026, 3, 31, 5, 0)
+    assert rp.next_tick("0 6 * * 2", "Europe/London", utc(2026, 3, 29, 12)) == utc(2026, 3, 31, 5, 0)
 
 
 def test_time_zone_changes_the_utc_instant() -> None:
     now = utc(2026, 1, 8, 12)
-    assert rt.previous_tick("0 6 * * 2", "UTC", now) == utc(2026, 1, 6, 6)
-    assert rt.previous_tick("0 6 * * 2", "America/New_York", now) == utc(2026, 1, 6, 11)  # EST = UTC-5
-    assert rt.previous_tick("0 6 * * 2", "Asia/Tokyo", now) == utc(2026, 1, 5, 21)  # JST = UTC+9
+    assert rp.previous_tick("0 6 * * 2", "UTC", now) == utc(2026, 1, 6, 6)
+    assert rp.previous_tick("0 6 * * 2", "America/New_York", now) == utc(2026, 1, 6, 11)  # EST = UTC-5
+    assert rp.previous_tick("0 6 * * 2", "Asia/Tokyo", now) == utc(2026, 1, 5, 21)  # JST = UTC+9
 
 
 def test_schedule_tick_fires_once_per_tick_and_respects_the_deadline() -> None:
     created = utc(2026, 1, 6, 5, 59, 30)
-    assert rt.schedule_tick("0 6 * * 2", "UTC", created, utc(2026, 1, 6, 5, 59, 59)) is None  # not yet
-    tick = rt.schedule_tick("0 6 * * 2", "UTC", created, utc(2026, 1, 6, 6, 0, 5))
-    assert tick == rt.Tick(utc(2026, 1, 6, 6), True)
-    assert rt.schedule_tick("0 6 * * 2", "UTC", tick.time, utc(2026, 1, 6, 6, 10)) is None  # acted on already
+    assert rp.schedule_tick("0 6 * * 2", "UTC", created, utc(2026, 1, 6, 5, 59, 59)) is None  # not yet
+    tick = rp.schedule_tick("0 6 * * 2", "UTC", created, utc(2026, 1, 6, 6, 0, 5))
+    assert tick == rp.Tick(utc(2026, 1, 6, 6), True)
+    assert rp.schedule_tick("0 6 * * 2", "UTC", tick.time, utc(2026, 1, 6, 6, 10)) is None  # acted on already
     # the operator was down for two weeks: one run for the newest tick, not a backlog
-    late = rt.schedule_tick("0 6 * * 2", "UTC", tick.time, utc(2026, 1, 20, 6, 30))
-    assert late == rt.Tick(utc(2026, 1, 20, 6), True)
-    missed = rt.schedule_tick("0 6 * * 2", "UTC", tick.time, utc(2026, 1, 20, 6, 30), starting_deadline_seconds=600)
-    assert missed == rt.Tick(utc(2026, 1, 20, 6), False)
-    every_minute = rt.schedule_tick("* * * * *", "UTC", utc(2026, 1, 1, 0, 0, 30), utc(2026, 1, 1, 0, 1, 0))
-    assert every_minute == rt.Tick(utc(2026, 1, 1, 0, 1), True)
+    late = rp.schedule_tick("0 6 * * 2", "UTC", tick.time, utc(2026, 1, 20, 6, 30))
+    assert late == rp.Tick(utc(2026, 1, 20, 6), True)
+    missed = rp.schedule_tick("0 6 * * 2", "UTC", tick.time, utc(2026, 1, 20, 6, 30), starting_deadline_seconds=600)
+    assert missed == rp.Tick(utc(2026, 1, 20, 6), False)
+    every_minute = rp.schedule_tick("* * * * *", "UTC", utc(2026, 1, 1, 0, 0, 30), utc(2026, 1, 1, 0, 1, 0))
+    assert every_minute == rp.Tick(utc(2026, 1, 1, 0, 1), True)
 
 
 def test_schedule_errors_and_check_due() -> None:
-    assert rt.schedule_error("0 6 * * 2") is None
-    assert rt.schedule_error("@weekly") is None
-    assert "croniter" in (rt.schedule_error("61 6 * * 2") or "")
-    assert rt.check_due(None, 900, utc(2026, 1, 1))
-    assert not rt.check_due(utc(2026, 1, 1, 0, 0), 900, utc(2026, 1, 1, 0, 14, 59))
-    assert rt.check_due(utc(2026, 1, 1, 0, 0), 900, utc(2026, 1, 1, 0, 15))
+    assert rp.schedule_error("0 6 * * 2") is None
+    assert rp.schedule_error("@weekly") is None
+    assert "croniter" in (rp.schedule_error("61 6 * * 2") or "")
+    assert rp.check_due(None, 900, utc(2026, 1, 1))
+    assert not rp.check_due(utc(2026, 1, 1, 0, 0), 900, utc(2026, 1, 1, 0, 14, 59))
+    assert rp.check_due(utc(2026, 1, 1, 0, 0), 900, utc(2026, 1, 1, 0, 15))
 
 
 # --- names and manifests --------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def test_monitor_job_refreshes_a_writable_claim() -> None:
     spec = example_spec()
     spec["template"]["spec"]["data"]["source"] = {"pvc": {"claimName": "training-data-pvc", "path": "f1-ergast",
                                                           "readOnly": False}}
-    policy = rt.PolicyRef("rw", "f1", "u", (("pitwall.io/fetch-base-url", "http://ergast.local/f1"),))
+    policy = rp.PolicyRef("rw", "f1", "u", (("pitwall.io/fetch-base-url", "http://ergast.local/f1"),))
     job = rt.build_monitor_job(policy, spec, SETTINGS, utc(2026, 3, 17))
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--refresh") + 1:args.index("--refresh") + 3] == ["--seasons", "2025"]
@@ -173,28 +174,28 @@ TRIGGERS = {"afterNewRace": {"enabled": True}, "performanceDrift": {"threshold":
 
 def test_fired_reasons_each_trigger_at_its_threshold() -> None:
     quiet = {"newRaces": 0, "newSamples": 0, "recentAccuracy": 0.45, "baselineAccuracy": 0.5, "driftScore": 0.1}
-    assert rt.fired_reasons(quiet, TRIGGERS) == []  # 0.45 == 0.9 x 0.5 and 0.1 == 0.1: not beyond
+    assert rp.fired_reasons(quiet, TRIGGERS) == []  # 0.45 == 0.9 x 0.5 and 0.1 == 0.1: not beyond
     loud = {"newRaces": 1, "newSamples": 20, "recentAccuracy": 0.44, "baselineAccuracy": 0.5, "driftScore": 0.11,
             "latestRaceDate": "2025-03-16", "championTrainEndDate": "2024-12-08"}
-    reasons = [r for r, _ in rt.fired_reasons(loud, TRIGGERS)]
+    reasons = [r for r, _ in rp.fired_reasons(loud, TRIGGERS)]
     assert reasons == ["AfterNewRace", "PerformanceDrift", "DataDrift", "NewData"]
-    assert rt.fired_reasons(loud, {"newData": {"minSamples": 21}}) == []
-    assert rt.fired_reasons(loud, {"afterNewRace": {"enabled": False}}) == []
-    assert rt.fired_reasons(loud, None) == []
+    assert rp.fired_reasons(loud, {"newData": {"minSamples": 21}}) == []
+    assert rp.fired_reasons(loud, {"afterNewRace": {"enabled": False}}) == []
+    assert rp.fired_reasons(loud, None) == []
     missing = {"newRaces": 2, "newSamples": 40}  # no accuracy or drift measured: those cannot fire
-    assert [r for r, _ in rt.fired_reasons(missing, TRIGGERS)] == ["AfterNewRace", "NewData"]
+    assert [r for r, _ in rp.fired_reasons(missing, TRIGGERS)] == ["AfterNewRace", "NewData"]
 
 
 # --- concurrency and history ----------------------------------------------------------------------
 
 
-def run(name: str, state: str | None, done: str | None = None, owner: rt.PolicyRef = POLICY,
+def run(name: str, state: str | None, done: str | None = None, owner: rp.PolicyRef = POLICY,
         labelled: bool = True, evidence: str | None = None, **status: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "f1", "creationTimestamp": "2026-01-01T00:00:00Z",
                             "labels": {rt.POLICY_LABEL: owner.name} if labelled else {},
                             "ownerReferences": [rt.owner_reference(owner)]}
     if evidence:
-        meta["annotations"] = {rt.EVIDENCE_ANNOTATION: evidence}
+        meta["annotations"] = {rp.EVIDENCE_ANNOTATION: evidence}
     st = dict(status)
     if state:
         st["state"] = state
@@ -204,16 +205,16 @@ def run(name: str, state: str | None, done: str | None = None, owner: rt.PolicyR
 
 
 def test_concurrency_policies() -> None:
-    assert rt.concurrency("Forbid", []) == rt.Concurrency(True, [], "no active run")
-    forbid = rt.concurrency("Forbid", ["r1"])
+    assert rp.concurrency("Forbid", []) == rp.Concurrency(True, [], "no active run")
+    forbid = rp.concurrency("Forbid", ["r1"])
     assert not forbid.create and "Forbid" in forbid.reason
-    assert rt.concurrency("Replace", ["r2", "r1"]).delete == ["r1", "r2"]
-    allow = rt.concurrency("Allow", ["r1"])
+    assert rp.concurrency("Replace", ["r2", "r1"]).delete == ["r1", "r2"]
+    allow = rp.concurrency("Allow", ["r1"])
     assert allow.create and allow.delete == []
 
 
 def test_pruning_keeps_the_newest_and_never_touches_other_runs() -> None:
-    other = rt.PolicyRef("someone-else", "f1", "uid-x")
+    other = rp.PolicyRef("someone-else", "f1", "uid-x")
     runs = [
         run("s1", "Succeeded", "2026-01-01T00:00:00Z"), run("s2", "Succeeded", "2026-01-02T00:00:00Z"),
         run("s3", "Succeeded", "2026-01-03T00:00:00Z"), run("s4", "Succeeded", "2026-01-04T00:00:00Z"),
@@ -222,19 +223,19 @@ def test_pruning_keeps_the_newest_and_never_touches_other_runs() -> None:
         run("git-run", "Succeeded", "2025-01-01T00:00:00Z", labelled=False),  # from git: no label
         run("foreign", "Succeeded", "2025-01-01T00:00:00Z", owner=other),  # another policy's
     ]
-    assert rt.runs_to_prune(runs, POLICY, 3, 1) == ["f1", "s1"]
-    assert rt.runs_to_prune(runs, POLICY, 0, 0) == ["f1", "f2", "s1", "s2", "s3", "s4"]
-    assert rt.runs_to_prune(runs, POLICY, 10, 10) == []
+    assert rp.runs_to_prune(runs, POLICY, 3, 1) == ["f1", "s1"]
+    assert rp.runs_to_prune(runs, POLICY, 0, 0) == ["f1", "f2", "s1", "s2", "s3", "s4"]
+    assert rp.runs_to_prune(runs, POLICY, 10, 10) == []
     stranger = run("same-label-other-uid", "Succeeded", "2024-01-01T00:00:00Z",
-                   owner=rt.PolicyRef(POLICY.name, "f1", "uid-old"))  # a deleted-and-recreated policy's run
-    assert rt.runs_to_prune([stranger], POLICY, 0, 0) == []
+                   owner=rp.PolicyRef(POLICY.name, "f1", "uid-old"))  # a deleted-and-recreated policy's run
+    assert rp.runs_to_prune([stranger], POLICY, 0, 0) == []
 
 
 def test_already_triggered_on_the_same_evidence() -> None:
     runs = [run("r1", "Succeeded", "2026-01-01T00:00:00Z", evidence="2025-03-16|7")]
-    assert rt.already_triggered(runs, POLICY, {"latestRaceDate": "2025-03-16", "championVersion": "7"}) == "r1"
-    assert rt.already_triggered(runs, POLICY, {"latestRaceDate": "2025-03-23", "championVersion": "7"}) is None
-    assert rt.already_triggered(runs, POLICY, {"latestRaceDate": "2025-03-16", "championVersion": "8"}) is None
+    assert rp.already_triggered(runs, POLICY, {"latestRaceDate": "2025-03-16", "championVersion": "7"}) == "r1"
+    assert rp.already_triggered(runs, POLICY, {"latestRaceDate": "2025-03-23", "championVersion": "7"}) is None
+    assert rp.already_triggered(runs, POLICY, {"latestRaceDate": "2025-03-16", "championVersion": "8"}) is None
 
 
 # --- status ---------------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def test_fold_runs_records_promotions_regressions_and_failures() -> None:
         run("r-failed", "Failed", "2026-01-03T00:00:00Z"),
         run("r-active", "Running"),
     ]
-    folded, decisions = rt.fold_runs(status, runs, POLICY, spec)
+    folded, decisions = rp.fold_runs(status, runs, POLICY, spec)
     assert folded["activeRuns"] == ["r-active"]
     assert folded["lastSuccessfulRun"] == "r-worse"
     assert folded["champion"] == {"version": "4", "metric": "top1_accuracy", "value": 0.6, "runName": "r-better"}
@@ -264,7 +265,7 @@ def test_fold_runs_records_promotions_regressions_and_failures() -> None:
                                                         ("RunFailed", "Warning")]
     assert "previous 0.6, new 0.4, delta -0.2000" in decisions[1].message
     # folding again records nothing twice
-    again, more = rt.fold_runs({**status, **folded}, runs, POLICY, spec)
+    again, more = rp.fold_runs({**status, **folded}, runs, POLICY, spec)
     assert again["promotionHistory"] == history and more == []
     # the status block fits the CRD
     policy_status = {**folded, "lastCheckTime": "2026-01-03T00:00:00Z", "lastTriggerReasons": ["Schedule"],
@@ -278,13 +279,13 @@ def test_history_is_bounded() -> None:
     spec = example_spec()["template"]["spec"]
     runs = [run(f"r{i:02d}", "Succeeded", f"2026-01-{i + 1:02d}T00:00:00Z",
                 promotion={"promoted": False, "reason": "no better"}) for i in range(25)]
-    folded, _ = rt.fold_runs({}, runs, POLICY, spec)
-    assert len(folded["promotionHistory"]) == rt.MAX_HISTORY
+    folded, _ = rp.fold_runs({}, runs, POLICY, spec)
+    assert len(folded["promotionHistory"]) == rp.MAX_HISTORY
     assert folded["promotionHistory"][0]["runName"] == "r24"
 
 
 def test_a_schedule_that_never_fires_is_refused() -> None:
-    from pitwall_operator.builders.retrain import schedule_error
+    from pitwall_operator.retrain_policy import schedule_error
 
     assert "never fires" in (schedule_error("0 6 31 2 *") or "")
     assert schedule_error("0 6 * * 2", "Europe/London") is None

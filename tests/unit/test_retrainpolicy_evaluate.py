@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pitwall_operator import k8s
+from pitwall_operator import retrain_policy as rp
 from pitwall_operator.builders import retrain as rt
 from pitwall_operator.handlers import retrainpolicy as handler
 
@@ -74,7 +75,7 @@ def test_replace_keeps_a_run_that_has_registered_its_model(monkeypatch) -> None:
     api.install(monkeypatch)
     body = policy("Replace")
     for name, version in (("hourly-20261201-0000-sched", "4"), ("hourly-20261201-0030-manual", None)):
-        run = rt.build_training_run(rt.PolicyRef.from_body(body), body["spec"], T_CREATED, ["Schedule"])
+        run = rt.build_training_run(rp.PolicyRef.from_body(body), body["spec"], T_CREATED, ["Schedule"])
         run["metadata"]["name"] = name
         run["status"] = {"state": "Running", **({"mlflow": {"modelVersion": version}} if version else {})}
         api.runs[name] = run
@@ -85,5 +86,5 @@ def test_replace_keeps_a_run_that_has_registered_its_model(monkeypatch) -> None:
 
 
 def test_replace_rule_is_pure() -> None:
-    verdict = rt.concurrency("Replace", ["a", "b"], {"a"})
+    verdict = rp.concurrency("Replace", ["a", "b"], {"a"})
     assert verdict.create and verdict.delete == ["b"] and "keeping a" in verdict.reason

@@ -8,12 +8,13 @@ from pitwall_operator import permissions
 from pitwall_operator.builders.job import build_job
 from pitwall_operator.builders.meta import RUN_LABEL, RunRef, trainer_service_account
 from pitwall_operator.builders.raycluster import build_network_policy, build_ray_cluster
-from pitwall_operator.builders.retrain import PolicyRef, monitor_service_account
+from pitwall_operator.builders.retrain import monitor_service_account
 from pitwall_operator.builders.trainer_access import (
     build_monitor_access,
     build_trainer_access,
 )
 from pitwall_operator.config import Settings
+from pitwall_operator.retrain_policy import PolicyRef
 
 RUN = RunRef("quali-2024", "f1", "uid-1")
 SETTINGS = Settings()

@@ -17,7 +17,8 @@ from pitwall_api.result import TrainerResult
 
 from pitwall_operator.builders.job import CONTAINER
 
-# status keys the operator owns (progress belongs to the trainer; kopf to kopf)
+# status keys the operator owns (TRAINER_KEYS belong to the trainer; kopf to kopf)
+TRAINER_KEYS = ("progress", "resources")  # the trainer's live reports: never written nor removed here
 OPERATOR_KEYS = (
     "state", "conditions", "observedGeneration", "startTime", "completionTime", "jobName",
     "rayClusterName", "attempts", "metrics", "baselines", "bestParams", "mlflow", "promotion",
@@ -455,6 +456,6 @@ def observe(
 
 def status_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
     """Only the top-level keys whose value changed (None removes one): status is written only when it changed."""
-    patch = {k: v for k, v in desired.items() if current.get(k) != v}
+    patch = {k: v for k, v in desired.items() if current.get(k) != v and k not in TRAINER_KEYS}
     patch.update({k: None for k in OPERATOR_KEYS if k in current and k not in desired})
     return patch

@@ -26,13 +26,13 @@ from pitwall_operator.builders.meta import (
     trainer_service_account,
 )
 from pitwall_operator.builders.retrain import (
-    PolicyRef,
     monitor_access_name,
     monitor_service_account,
     owner_reference,
     policy_labels,
 )
 from pitwall_operator.config import Settings
+from pitwall_operator.retrain_policy import PolicyRef
 
 RBAC = "rbac.authorization.k8s.io"
 COMPONENT = "trainer-access"

@@ -33,9 +33,9 @@ from pitwall_operator.builders.raycluster import (
     is_ready,
     ray_settings,
 )
-from pitwall_operator.builders.retrain import parse_time
 from pitwall_operator.builders.trainer_access import build_promotion_lease, build_trainer_access
 from pitwall_operator.config import Settings
+from pitwall_operator.times import parse_time
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,13 @@ from pitwall_api import SpecError, get_condition, parse_retrain_policy_spec, set
 from pitwall_api.retrainpolicy import duration_seconds
 
 from pitwall_operator import k8s
+from pitwall_operator import retrain_policy as rp
 from pitwall_operator.builders import retrain as rt
 from pitwall_operator.builders.events import build_event
 from pitwall_operator.builders.status import parse_termination, status_patch
 from pitwall_operator.builders.trainer_access import build_monitor_access
 from pitwall_operator.config import GROUP, VERSION, settings
+from pitwall_operator.times import iso, parse_time
 
 log = logging.getLogger(__name__)
 SETTINGS = settings()
@@ -44,9 +46,9 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _event(body: dict[str, Any], decision: rt.Decision) -> None:
+def _event(body: dict[str, Any], decision: rp.Decision) -> None:
     event = build_event(body["metadata"], decision.type, decision.reason, decision.message,
-                        rt.iso(_now()), SETTINGS.instance)
+                        iso(_now()), SETTINGS.instance)
     event["involvedObject"]["kind"] = rt.POLICY_KIND
     k8s.post_event(event)
 
@@ -61,7 +63,7 @@ def _invalid(body: dict[str, Any], status: dict[str, Any], messages: list[str]) 
     patch = status_patch(status, desired)
     if patch:
         k8s.patch_policy_status(body["metadata"].get("namespace") or "default", body["metadata"]["name"], patch)
-        _event(body, rt.Decision("ValidationFailed", text, "Warning"))
+        _event(body, rp.Decision("ValidationFailed", text, "Warning"))
 
 
 def _parse(body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
@@ -75,7 +77,7 @@ def _parse(body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | Non
     # croniter's own check, reported beside the model's findings (every problem at once)
     schedule = (spec or body.get("spec") or {}).get("schedule")
     zone = spec.get("timeZone", "UTC") if spec else "UTC"
-    problem = rt.schedule_error(schedule, zone) if isinstance(schedule, str) and schedule else None
+    problem = rp.schedule_error(schedule, zone) if isinstance(schedule, str) and schedule else None
     if problem and not any(m.startswith("spec.schedule") for m in messages):
         messages.append(f"spec.schedule: {problem}")
     if messages:
@@ -92,28 +94,28 @@ def _read_monitor(job: dict[str, Any], namespace: str) -> dict[str, Any] | None:
 
 
 def _monitor(body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any], desired: dict[str, Any],
-             now: datetime, decisions: list[rt.Decision]) -> tuple[list[str], dict[str, Any] | None]:
+             now: datetime, decisions: list[rp.Decision]) -> tuple[list[str], dict[str, Any] | None]:
     """Fold finished monitoring Jobs into signals; start the next one when the check is due."""
     meta = body["metadata"]
-    namespace, policy = meta.get("namespace") or "default", rt.PolicyRef.from_body(body)
+    namespace, policy = meta.get("namespace") or "default", rp.PolicyRef.from_body(body)
     selector = f"{rt.POLICY_LABEL}={policy.name},app.kubernetes.io/component={rt.MONITOR_COMPONENT}"
     jobs = k8s.list_objects("batch/v1", "Job", namespace, selector)
     reasons: list[str] = []
     fresh: dict[str, Any] | None = None
     running = False
     for job in sorted(jobs, key=lambda j: j["metadata"]["name"]):
-        state = rt.job_finished(job)
+        state = rp.job_finished(job)
         if state is None:
             running = True
             continue
         result = _read_monitor(job, namespace)
         if state == "Complete" and result:
-            fresh = {k: result[k] for k in rt.SIGNAL_KEYS if result.get(k) is not None}
-            desired["signals"] = {k: result.get(k) for k in rt.SIGNAL_KEYS}  # nulls clear stale figures
-            fired = rt.fired_reasons(fresh, spec.get("triggers"))
+            fresh = {k: result[k] for k in rp.SIGNAL_KEYS if result.get(k) is not None}
+            desired["signals"] = {k: result.get(k) for k in rp.SIGNAL_KEYS}  # nulls clear stale figures
+            fired = rp.fired_reasons(fresh, spec.get("triggers"))
             reasons = [r for r, _ in fired]
             text = "; ".join(m for _, m in fired) or "no trigger fired"
-            decisions.append(rt.Decision("TriggersEvaluated", f"{job['metadata']['name']}: {text}"))
+            decisions.append(rp.Decision("TriggersEvaluated", f"{job['metadata']['name']}: {text}"))
             refresh = fresh.get("dataRefresh") or {}
             conds = desired.get("conditions")
             if refresh.get("succeeded") is False:
@@ -124,15 +126,15 @@ def _monitor(body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any],
             desired["conditions"] = conds
         else:
             message = (result or {}).get("error", {}).get("message") if isinstance((result or {}).get("error"), dict) else None
-            decisions.append(rt.Decision("MonitorFailed", f"{job['metadata']['name']} {state.lower()}: "
+            decisions.append(rp.Decision("MonitorFailed", f"{job['metadata']['name']} {state.lower()}: "
                                                           f"{message or 'no signals written'}", "Warning"))
         k8s.delete("batch/v1", "Job", namespace, job["metadata"]["name"])  # consumed
     interval = duration_seconds(spec.get("checkInterval", "15m"))
-    if not running and rt.check_due(rt.parse_time(status.get("lastCheckTime")), interval, now):
+    if not running and rp.check_due(parse_time(status.get("lastCheckTime")), interval, now):
         for obj in build_monitor_access(policy, (spec.get("template") or {}).get("spec") or {}):
             k8s.create(obj)  # its own account, allowed to write this policy's status only
         k8s.create(rt.build_monitor_job(policy, spec, SETTINGS, now))
-        desired["lastCheckTime"] = rt.iso(now)
+        desired["lastCheckTime"] = iso(now)
     return reasons, fresh
 
 
@@ -145,7 +147,7 @@ def evaluate(body: dict[str, Any], now: datetime | None = None) -> None:
     spec = _parse(body, status)
     if spec is None:
         return
-    policy = rt.PolicyRef.from_body(body)
+    policy = rp.PolicyRef.from_body(body)
     run_spec = (spec.get("template") or {}).get("spec") or {}
     conds = status.get("conditions")
     if get_condition(conds, "Failed"):
@@ -155,46 +157,46 @@ def evaluate(body: dict[str, Any], now: datetime | None = None) -> None:
                           "spec.suspend is true: no new runs" if suspended else "", gen)
     conds = set_condition(conds, "Ready", True, "Evaluating", "schedule and triggers are evaluated", gen)
     desired: dict[str, Any] = {**status, "conditions": conds, "observedGeneration": gen}
-    decisions: list[rt.Decision] = []
+    decisions: list[rp.Decision] = []
 
     runs = k8s.list_objects(f"{GROUP}/{VERSION}", "TrainingRun", namespace, f"{rt.POLICY_LABEL}={name}")
-    folded, more = rt.fold_runs(status, runs, policy, run_spec)
+    folded, more = rp.fold_runs(status, runs, policy, run_spec)
     desired.update(folded)
     decisions += more
-    for doomed in rt.runs_to_prune(runs, policy, spec.get("successfulRunsHistoryLimit", 3),
+    for doomed in rp.runs_to_prune(runs, policy, spec.get("successfulRunsHistoryLimit", 3),
                                    spec.get("failedRunsHistoryLimit", 1)):
         if k8s.delete(f"{GROUP}/{VERSION}", "TrainingRun", namespace, doomed):
-            decisions.append(rt.Decision("Pruned", f"deleted {doomed} (history limits)"))
+            decisions.append(rp.Decision("Pruned", f"deleted {doomed} (history limits)"))
 
     reasons: list[str] = []
     signals: dict[str, Any] | None = None
     run_time = now  # names the run: the cron tick when the schedule fired, so a retry makes no second run
     if not suspended:
         if spec.get("schedule"):
-            since = rt.parse_time(status.get("lastScheduleTime")) or rt.parse_time(meta.get("creationTimestamp")) or now
-            tick = rt.schedule_tick(spec["schedule"], spec.get("timeZone", "UTC"), since, now,
+            since = parse_time(status.get("lastScheduleTime")) or parse_time(meta.get("creationTimestamp")) or now
+            tick = rp.schedule_tick(spec["schedule"], spec.get("timeZone", "UTC"), since, now,
                                     spec.get("startingDeadlineSeconds"))
             if tick is not None:
-                desired["lastScheduleTime"] = rt.iso(tick.time)
+                desired["lastScheduleTime"] = iso(tick.time)
                 if tick.fire:
                     reasons.append("Schedule")
                     run_time = tick.time
                 else:
-                    decisions.append(rt.Decision("MissedSchedule", f"tick {rt.iso(tick.time)} missed by more than "
+                    decisions.append(rp.Decision("MissedSchedule", f"tick {iso(tick.time)} missed by more than "
                                                                    f"{spec.get('startingDeadlineSeconds')}s", "Warning"))
-        if not spec.get("triggers") and rt.check_due(rt.parse_time(status.get("lastCheckTime")),
+        if not spec.get("triggers") and rp.check_due(parse_time(status.get("lastCheckTime")),
                                                      duration_seconds(spec.get("checkInterval", "15m")), now):
-            desired["lastCheckTime"] = rt.iso(now)  # schedule only: the cron itself is read every tick
+            desired["lastCheckTime"] = iso(now)  # schedule only: the cron itself is read every tick
         if spec.get("triggers"):
             fired, signals = _monitor(body, spec, status, desired, now, decisions)
             if fired and signals is not None:
-                earlier = rt.already_triggered(runs, policy, signals)
+                earlier = rp.already_triggered(runs, policy, signals)
                 if earlier:
-                    decisions.append(rt.Decision("AlreadyTriggered", f"{', '.join(fired)}: {earlier} was started "
+                    decisions.append(rp.Decision("AlreadyTriggered", f"{', '.join(fired)}: {earlier} was started "
                                                                      f"on the same data and champion"))
                 else:
                     reasons += fired
-        champion = rt.champion_from_signals(desired, signals or {}, rt.metric_of(run_spec))
+        champion = rp.champion_from_signals(desired, signals or {}, rp.metric_of(run_spec))
         if champion and not desired.get("promotionHistory"):
             desired["champion"] = champion
 
@@ -208,9 +210,9 @@ def evaluate(body: dict[str, Any], now: datetime | None = None) -> None:
         _event(body, decision)
 
 
-def _start_run(policy: rt.PolicyRef, spec: dict[str, Any], desired: dict[str, Any], reasons: list[str],
+def _start_run(policy: rp.PolicyRef, spec: dict[str, Any], desired: dict[str, Any], reasons: list[str],
                signals: dict[str, Any] | None, times: tuple[datetime, datetime], runs: list[dict[str, Any]],
-               decisions: list[rt.Decision]) -> None:
+               decisions: list[rp.Decision]) -> None:
     """Create the run unless concurrencyPolicy forbids it; Replace deletes the active runs first.
 
     `times`: (the time the run is named after, now). The name comes from the cron tick (or the
@@ -218,11 +220,11 @@ def _start_run(policy: rt.PolicyRef, spec: dict[str, Any], desired: dict[str, An
     (a 409, the same run) instead of creating a second run for the same tick.
     """
     run_time, now = times
-    why = ", ".join(rt.ordered(reasons))
+    why = ", ".join(rp.ordered(reasons))
     active = list(desired.get("activeRuns") or [])
-    verdict = rt.concurrency(spec.get("concurrencyPolicy", "Forbid"), active, rt.registered_runs(runs))
+    verdict = rp.concurrency(spec.get("concurrencyPolicy", "Forbid"), active, rp.registered_runs(runs))
     if not verdict.create:
-        decisions.append(rt.Decision("RunSkipped", f"{why} fired; {verdict.reason}"))
+        decisions.append(rp.Decision("RunSkipped", f"{why} fired; {verdict.reason}"))
         return
     for name in verdict.delete:
         k8s.delete(f"{GROUP}/{VERSION}", "TrainingRun", policy.namespace, name)
@@ -231,10 +233,10 @@ def _start_run(policy: rt.PolicyRef, spec: dict[str, Any], desired: dict[str, An
     _, created = k8s.create(manifest)
     run = manifest["metadata"]["name"]
     desired["activeRuns"] = sorted(set(active) | {run})
-    desired["lastTriggerTime"] = rt.iso(now)
-    desired["lastTriggerReasons"] = rt.ordered(reasons)
+    desired["lastTriggerTime"] = iso(now)
+    desired["lastTriggerReasons"] = rp.ordered(reasons)
     if created:
-        decisions.append(rt.Decision("RunCreated", f"created {run} ({why}); {verdict.reason}"))
+        decisions.append(rp.Decision("RunCreated", f"created {run} ({why}); {verdict.reason}"))
 
 
 def validate(body: dict[str, Any]) -> None:
