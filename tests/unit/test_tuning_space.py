@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from pitwall_trainer.cli import main
 from pitwall_trainer.errors import ConfigError
+from pitwall_trainer.models.factory import get_spec
 from pitwall_trainer.tuning import space as sp
 from pitwall_trainer.tuning.objective import (
     TuningData,
@@ -175,7 +176,7 @@ def _data(algorithm: str = "xgboost", n_folds: int = 3) -> TuningData:
     from pitwall_trainer.evaluation.splits import Fold
 
     folds = [Fold(f"fold {i}", (1,), (2,)) for i in range(n_folds)]
-    return TuningData("race_winner", algorithm, pd.DataFrame(), folds, "log_loss", "min", [2022, 2023], 2023)
+    return TuningData(get_spec("race_winner"), algorithm, pd.DataFrame(), folds, "log_loss", "min", [2022, 2023], 2023)
 
 
 def test_scheduler_is_sized_to_the_space():
@@ -198,11 +199,11 @@ def test_asha_max_t_caps_the_reported_rounds():
 
 
 def test_metric_resolution():
-    assert resolve_metric("race_winner", None, None) == ("top1_accuracy", "max")
-    assert resolve_metric("race_winner", "log_loss", None) == ("log_loss", "min")
-    assert resolve_metric("pit_window", None, None) == ("mae_laps", "min")
+    assert resolve_metric(get_spec("race_winner"), None, None) == ("top1_accuracy", "max")
+    assert resolve_metric(get_spec("race_winner"), "log_loss", None) == ("log_loss", "min")
+    assert resolve_metric(get_spec("pit_window"), None, None) == ("mae_laps", "min")
     with pytest.raises(ConfigError, match=r"^metric: 'ndcg_at_10' is not a metric of race_winner"):
-        resolve_metric("race_winner", "ndcg_at_10", None)
+        resolve_metric(get_spec("race_winner"), "ndcg_at_10", None)
 
 
 def test_pooling_weights_races():
@@ -223,7 +224,7 @@ def _calendar(years: dict[int, int]) -> pd.DataFrame:
 
 def test_tuning_folds_hold_out_the_last_season_and_walk_forward():
     frame = _calendar({2019: 6, 2020: 6, 2021: 6, 2022: 6, 2023: 6})
-    window, folds = tuning_folds(frame, "race_winner", [2021, 2022, 2023], n_folds=3)
+    window, folds = tuning_folds(frame, get_spec("race_winner"), [2021, 2022, 2023], n_folds=3)
     assert set(window["year"]) == {2019, 2020, 2021, 2022}  # the trainer's history; 2023 never seen
     dates = frame.drop_duplicates("raceId").set_index("raceId")["date"]
     tested = [r for f in folds for r in f.test_races]
@@ -231,17 +232,17 @@ def test_tuning_folds_hold_out_the_last_season_and_walk_forward():
     for fold in folds:
         assert max(dates[list(fold.train_races)]) < min(dates[list(fold.test_races)])  # never shuffled
     assert len(folds[1].train_races) > len(folds[0].train_races) == 18  # expanding window
-    window, _ = tuning_folds(frame, "race_winner", [2021, 2022, 2023], n_folds=2, holdout_season=2021)
+    window, _ = tuning_folds(frame, get_spec("race_winner"), [2021, 2022, 2023], n_folds=2, holdout_season=2021)
     assert set(window["year"]) == {2019, 2020}  # an earlier holdout: nothing from it on
-    window, _ = tuning_folds(frame, "race_winner", [2021, 2022, 2023], n_folds=2, holdout_races=8)
+    window, _ = tuning_folds(frame, get_spec("race_winner"), [2021, 2022, 2023], n_folds=2, holdout_races=8)
     assert window["date"].max() < frame.loc[frame["year"] == 2022, "date"].iloc[-4]  # the last 8 races held out
     assert window["raceId"].nunique() == 22
     with pytest.raises(ConfigError, match=r"^--holdout-races: 99 is not between 1 and 29"):
-        tuning_folds(frame, "race_winner", [2021, 2022, 2023], holdout_races=99)
-    _, (first, *_) = tuning_folds(_calendar({2022: 6, 2023: 6}), "race_winner", [2023], n_folds=2)
+        tuning_folds(frame, get_spec("race_winner"), [2021, 2022, 2023], holdout_races=99)
+    _, (first, *_) = tuning_folds(_calendar({2022: 6, 2023: 6}), get_spec("race_winner"), [2023], n_folds=2)
     assert len(first.train_races) == 3  # one season of history: its first half trains the first fold
     with pytest.raises(ConfigError, match=r"^--seasons: no race_winner races to tune on before the holdout season 2023"):
-        tuning_folds(_calendar({2023: 5}), "race_winner", [2023])
+        tuning_folds(_calendar({2023: 5}), get_spec("race_winner"), [2023])
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from pitwall_trainer.evaluation.runner import KEEP, fit_evaluate
 from pitwall_trainer.evaluation.splits import Fold, race_calendar, walk_forward_folds
 from pitwall_trainer.models import factory
 from pitwall_trainer.models.factory import get_spec, predict, resolve_params
-from pitwall_trainer.models.spec import RANK
+from pitwall_trainer.models.spec import RANK, ModelSpec
 from pitwall_trainer.tuning.space import Scheduler, SearchSpace
 
 # Metrics each model reports (evaluation/metrics.py) and their natural direction.
@@ -50,7 +50,7 @@ Reporter = Callable[[int, float, bool], bool]
 class TuningData:
     """What every trial needs, built once in the driver and shipped to the workers."""
 
-    model: str
+    spec: ModelSpec  # the model, resolved once in `prepare`
     algorithm: str
     frame: pd.DataFrame  # feature rows of the tuning window only (the holdout season left out)
     folds: list[Fold]
@@ -62,6 +62,10 @@ class TuningData:
     n_jobs: int = 1  # threads per trial: the CPUs the engine gives each trial
 
     @property
+    def model(self) -> str:
+        return self.spec.name
+
+    @property
     def boosted(self) -> bool:
         return self.algorithm == "xgboost"
 
@@ -71,9 +75,9 @@ class TuningData:
         return a > b if self.mode == "max" else a < b
 
 
-def resolve_metric(model: str, metric: str | None, mode: str | None, where: str = "metric") -> tuple[str, str]:
+def resolve_metric(spec: ModelSpec, metric: str | None, mode: str | None, where: str = "metric") -> tuple[str, str]:
     """The model's primary metric and direction unless overridden; unknown names are ConfigErrors."""
-    spec = get_spec(model)
+    model = spec.name
     metric = metric or spec.primary_metric
     if metric not in MODEL_METRICS[model]:
         raise ConfigError(f"{where}: {metric!r} is not a metric of {model} (one of {', '.join(MODEL_METRICS[model])})")
@@ -85,7 +89,7 @@ def resolve_metric(model: str, metric: str | None, mode: str | None, where: str 
 
 
 def tuning_folds(
-    frame: pd.DataFrame, model: str, seasons: Sequence[int], n_folds: int = DEFAULT_FOLDS,
+    frame: pd.DataFrame, spec: ModelSpec, seasons: Sequence[int], n_folds: int = DEFAULT_FOLDS,
     holdout_season: int | None = None, holdout_races: int | None = None, first_year: int | None = None,
 ) -> tuple[pd.DataFrame, list[Fold]]:
     """The races before the holdout, and walk-forward folds over the last season of them.
@@ -94,7 +98,7 @@ def tuning_folds(
     the first chosen season, if earlier) up to the holdout (a season, by default the last
     chosen, or the last N races), which the tuner never sees.
     """
-    spec = get_spec(model)
+    model = spec.name
     seasons = sorted(set(int(s) for s in seasons))
     if not seasons:
         raise ConfigError("--seasons: no season given")
@@ -135,13 +139,14 @@ def prepare(
     """Load the feature matrix (cached) and cut the tuning folds."""
     from pitwall_trainer.features import load_feature_matrix
 
-    metric, mode = resolve_metric(model, metric, mode)
-    resolve_params(model, algorithm, None)  # unknown model/algorithm -> ConfigError before loading data
+    spec = get_spec(model)
+    metric, mode = resolve_metric(spec, metric, mode)
+    resolve_params(model, algorithm, None)  # unknown algorithm -> ConfigError before loading data
     matrix = load_feature_matrix(data_dir)
-    window, folds = tuning_folds(matrix.frame, model, seasons, n_folds, holdout_season, holdout_races, first_year)
+    window, folds = tuning_folds(matrix.frame, spec, seasons, n_folds, holdout_season, holdout_races, first_year)
     seasons = sorted(set(int(s) for s in seasons))
     holdout = seasons[-1] if holdout_season is None else int(holdout_season)  # with holdout_races: its season
-    return TuningData(model, algorithm, window, folds, metric, mode, seasons, holdout, matrix.data_hash)
+    return TuningData(spec, algorithm, window, folds, metric, mode, seasons, holdout, matrix.data_hash)
 
 
 def pooled(metrics: Sequence[dict[str, float]], metric: str) -> float:
@@ -240,7 +245,7 @@ class _GrowingFold:
             self.fitted, self.rounds = outcome.fitted, k
             self.test = data.frame.loc[outcome.predictions.index]
             return outcome.metrics
-        spec = get_spec(data.model)
+        spec = data.spec
         rows = data.frame[self.fold.train_mask(data.frame) & spec.rows(data.frame)]
         order = np.argsort(rows["raceId"].to_numpy(), kind="stable")  # XGBRanker wants qid sorted
         rows = rows.iloc[order]
