@@ -169,7 +169,8 @@ def _child(cluster: Cluster, seen: dict[str, Any] | None, run: RunRef, api_versi
 def _ensure_access(cluster: Cluster, run: RunRef, spec: dict[str, Any], settings: Settings) -> None:
     """The namespace's promotion Lease and the run's own ServiceAccount, Role and RoleBinding,
     before any pod that uses them."""
-    for obj in [build_promotion_lease(run.namespace), *build_trainer_access(run, spec, settings)]:
+    cluster.create(build_promotion_lease(run.namespace), read_back=False)  # one per namespace, no owner
+    for obj in build_trainer_access(run, spec, settings):
         cluster.create(obj)
 
 
