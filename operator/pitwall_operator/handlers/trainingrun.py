@@ -109,9 +109,7 @@ def announce(body: kopf.Body, result: Result) -> None:
     regressions, counters."""
     meta = body["metadata"]
     namespace, name = meta.get("namespace") or "default", meta["name"]
-    metrics.observe_state(meta.get("uid") or f"{namespace}/{name}", result.state)
-    if result.job_created:
-        metrics.job_created(meta.get("creationTimestamp"))
+    metrics.observe_run(body, body.get("status"), metrics.merged(body.get("status"), result.patch))
     for reason, message in result.warnings:
         kopf.event(body, type="Warning", reason=reason, message=message)
     outcome, spec = result.outcome, result.spec
@@ -126,8 +124,6 @@ def announce(body: kopf.Body, result: Result) -> None:
             kopf.event(body, type="Warning", reason="AlertNotSent", message=message)
         alerts.send(namespace, spec, kind, payload, on_problem=warn)
 
-    if outcome.promoted:
-        metrics.PROMOTIONS.inc()
     if outcome.failure:
         job = outcome.status.get("jobName") or name
         alert("Failed", payloads.failure_payload(job, outcome.failure["type"], outcome.failure["message"],
@@ -136,7 +132,6 @@ def announce(body: kopf.Body, result: Result) -> None:
         for kind, payload in payloads.success_payloads(namespace, name, outcome.status, spec):
             alert(kind, payload)
     if outcome.regression:
-        metrics.REGRESSIONS.inc()
         payload = payloads.regression_from_record(namespace, name, outcome.regression, spec)
         if payload is not None:
             alert("Regression", payload)
@@ -150,7 +145,7 @@ def on_delete(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     except k8s.ApiError as exc:
         raise kopf.TemporaryError(f"cannot delete children yet: {exc}", delay=5) from exc
     finally:
-        metrics.observe_state(body["metadata"].get("uid") or name, None)
+        metrics.observe_run(body, body.get("status"), None)
 
 
 # --- wake-up calls ------------------------------------------------------------------------------------
