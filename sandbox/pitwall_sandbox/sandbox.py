@@ -69,7 +69,7 @@ class Sandbox:
                                serving=(pki.kubelet_serving.cert, pki.kubelet_serving.key), state_dir=self.state_dir,
                                network=self.network, version=Versions.from_go_mod().kubernetes, extra_env=self.pod_env)
         self.kubelet.start()
-        self._seed()
+        self._create_defaults()
 
     def stop(self) -> None:
         if self.kubelet is not None:
@@ -89,7 +89,7 @@ class Sandbox:
     def apply(self, *docs: dict[str, Any]) -> None:
         self.kubectl("apply", "-f", "-", input="\n".join(json.dumps(d) for d in docs))
 
-    def _seed(self) -> None:
+    def _create_defaults(self) -> None:
         self.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                     "metadata": {"name": STORAGE_CLASS,
                                  "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},

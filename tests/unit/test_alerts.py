@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pitwall_operator import alerts
-from pitwall_operator.builders import alerts as payloads
+from pitwall_operator.builders import slack as payloads
 
 
 class Webhook:

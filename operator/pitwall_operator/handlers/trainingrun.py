@@ -20,7 +20,7 @@ import kopf
 from pitwall_api import is_terminal
 
 from pitwall_operator import alerts, k8s, metrics
-from pitwall_operator.builders import alerts as payloads
+from pitwall_operator.builders import slack as payloads
 from pitwall_operator.builders.meta import RUN_LABEL
 from pitwall_operator.builders.raycluster import is_ready
 from pitwall_operator.config import GROUP, PLURAL, VERSION, apply_framework_settings, settings

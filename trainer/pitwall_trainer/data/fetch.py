@@ -209,14 +209,14 @@ def _with_occurrence(rows: list[Row], columns: tuple[str, ...]) -> list[tuple[Ke
 
 
 class IdBook:
-    """Natural key -> surrogate id per table, seeded from earlier tables, extended deterministically."""
+    """Natural key -> surrogate id per table, started from earlier tables, extended deterministically."""
 
     def __init__(self) -> None:
         self.ids: dict[str, dict[Key, int]] = defaultdict(dict)
         self.used: dict[str, set[int]] = defaultdict(set)
         self.rows: dict[str, dict[Key, Row]] = defaultdict(dict)  # earlier rows, to fill gaps (alt)
 
-    def seed(self, tables: dict[str, pd.DataFrame | None]) -> None:
+    def start_from(self, tables: dict[str, pd.DataFrame | None]) -> None:
         for table, (id_column, columns) in NATURAL_KEYS.items():
             rows = _text_rows(tables.get(table))
             if table in {"results", "sprint_results", "qualifying"}:
@@ -569,7 +569,7 @@ def _write_validated(target: Path, tables: dict[str, list[Row]]) -> dict[str, in
 def _id_book(*earlier: dict[str, pd.DataFrame | None]) -> IdBook:
     ids = IdBook()
     for tables in earlier:
-        ids.seed(tables)
+        ids.start_from(tables)
     return ids
 
 
