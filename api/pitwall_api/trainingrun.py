@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -46,6 +47,15 @@ ModelName = Literal["race_winner", "quali_order", "pit_window"]
 Algorithm = Literal["xgboost", "random_forest", "logistic_regression"]
 PARAM_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 KUEUE_PREFIX = "kueue.x-k8s.io/"
+
+
+
+# Defaults shared by the CRD, the trainer's CLI and a pod (one definition each).
+DEFAULT_ALGORITHM = "logistic_regression"  # every model's; chosen on backtests of 2019-2023
+DEFAULT_WALK_FORWARD_FOLDS = 4
+DEFAULT_ALIAS = "champion"
+PromotionPolicy = Literal["IfBetter", "Always", "Never"]
+PROMOTION_POLICIES: tuple[str, ...] = typing.get_args(PromotionPolicy)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -118,7 +128,7 @@ class Evaluation(SpecModel):
     )
     holdout_races: int | None = Field(None, ge=1, le=100, description="Evaluate on the last N races by date (trained on everything before them).")
     holdout_season: int | None = Field(None, ge=1950, le=2100, description="Evaluate on this whole season. Neither set = the trainer's default: the last season in data.seasons.")
-    walk_forward_folds: int = Field(0, ge=0, le=50, description="Expanding-window folds by race date for model selection; 0 = the single holdout only.")
+    walk_forward_folds: int = Field(DEFAULT_WALK_FORWARD_FOLDS, ge=0, le=50, description="Expanding-window folds by race date over the evaluation races (each trained on everything before it); 0 = the single holdout only.")
 
     @model_validator(mode="after")
     def _one_holdout(self) -> Evaluation:
@@ -277,11 +287,11 @@ class MlflowSpec(SpecModel):
 class Promotion(SpecModel):
     """Deploy-if-better: move the alias to the new version only when the policy says so."""
 
-    policy: Literal["IfBetter", "Always", "Never"] = Field("IfBetter", description="IfBetter: promote when the new version beats the alias holder by minImprovement (or no holder exists); Always; Never.")
+    policy: PromotionPolicy = Field("IfBetter", description="IfBetter: promote when the new version beats the alias holder by minImprovement (or no holder exists); Always; Never.")
     metric: str | None = Field(None, max_length=128, description="Metric compared; omitted = the model's primary metric (e.g. top1_accuracy).")
     mode: Literal["max", "min"] | None = Field(None, description="Whether higher (max) or lower (min) is better; omitted = the metric's natural direction.")
     min_improvement: float = Field(0.0, ge=0, description="Required margin over the champion, in the metric's units (0.01 = one point of accuracy).")
-    alias: str = Field("champion", min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_-]+$", description="MLflow registered-model alias that marks production.")
+    alias: str = Field(DEFAULT_ALIAS, min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_-]+$", description="MLflow registered-model alias that marks production.")
 
 
 class RunPolicy(SpecModel):
@@ -314,7 +324,7 @@ class TrainingRunSpec(SpecModel):
     model_config = ConfigDict(title="TrainingRunSpec")
 
     model: ModelName = Field(..., description="Which model: race_winner, quali_order or pit_window.")
-    algorithm: Algorithm = Field("logistic_regression", description="Estimator family; the default is the same for every model (a conditional logit for race_winner, Ridge for quali_order and pit_window).")
+    algorithm: Algorithm = Field(DEFAULT_ALGORITHM, description="Estimator family; the default is the same for every model (a conditional logit for race_winner, Ridge for quali_order and pit_window).")
     data: Data = Field(..., description="Seasons and where the Ergast-schema tables come from.")
     evaluation: Evaluation | None = Field(None, description="Holdout and walk-forward folds; omitted = the last season held out.")
     tuning: Tuning | None = Field(None, description="Hyperparameter search; omitted = train once with the algorithm's defaults.")

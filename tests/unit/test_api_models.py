@@ -340,3 +340,21 @@ def test_env_cannot_redirect_the_trainer_to_another_resource() -> None:
     with pytest.raises(SpecError) as caught:
         parse_training_run_spec(spec)
     assert any(m.startswith("spec.env[1].name") and "set by the operator" in m for m in caught.value.messages)
+
+
+def test_the_cli_and_a_pod_share_the_apis_defaults():
+    """One definition: what a TrainingRun omits, `pitwall-train train` omits the same way."""
+    import inspect
+
+    from pitwall_trainer.cli import build_parser
+    from pitwall_trainer.models.factory import MODELS
+    from pitwall_trainer.registry import DEFAULT_ALIAS as registry_alias
+    from pitwall_trainer.training import train
+
+    spec = parse_training_run_spec({"model": "race_winner", "data": {"seasons": [2024]},
+                                    "evaluation": {"holdoutRaces": 4}, "promotion": {}})
+    args = build_parser().parse_args(["train", "--model", "race_winner", "--seasons", "2024"])
+    assert args.folds == spec.evaluation.walk_forward_folds == inspect.signature(train).parameters[
+        "walk_forward_folds"].default
+    assert args.alias == spec.promotion.alias == registry_alias
+    assert {m.default_algorithm for m in MODELS.values()} == {spec.algorithm}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pitwall_api.trainingrun import DEFAULT_WALK_FORWARD_FOLDS
 
 from pitwall_trainer import serving
 from pitwall_trainer.errors import ConfigError
@@ -95,7 +96,7 @@ def train(
     *,
     holdout_races: int | None = None,
     holdout_season: int | None = None,
-    walk_forward_folds: int = 4,
+    walk_forward_folds: int = DEFAULT_WALK_FORWARD_FOLDS,
     first_year: int | None = None,
     output: str | Path | None = None,
     card_dir: str | Path | None = None,

@@ -10,11 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pitwall_api.trainingrun import DEFAULT_ALIAS, DEFAULT_WALK_FORWARD_FOLDS, PROMOTION_POLICIES
+
 from pitwall_trainer.cli.common import add_data_dir, add_json, emit, seasons_arg
 from pitwall_trainer.cli.tune import add_tune_arguments, best_params_from_args
 from pitwall_trainer.errors import ConfigError
-
-POLICIES = ("IfBetter", "Always", "Never")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     parser.add_argument("--seasons", type=seasons_arg, required=True, help="e.g. 2022,2023,2024 or 2018-2024")
     parser.add_argument("--output", help="write the fitted model (pickle) here")
-    parser.add_argument("--folds", type=int, default=4,
+    parser.add_argument("--folds", type=int, default=DEFAULT_WALK_FORWARD_FOLDS,
                         help="walk-forward folds over the evaluation races (0 = one temporal holdout)")
     parser.add_argument("--holdout-season", type=int, help="evaluate on this season (default: the last chosen)")
     parser.add_argument("--holdout-races", type=int, help="evaluate on the last N races instead")
@@ -98,11 +98,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else local SQLite)")
     parser.add_argument("--experiment", help="MLflow experiment (default: one per model)")
     parser.add_argument("--registered-model-name", help="registry name (default: pitwall-<model>)")
-    parser.add_argument("--promotion-policy", default="IfBetter", help="IfBetter, Always or Never")
+    parser.add_argument("--promotion-policy", default="IfBetter", help=", ".join(PROMOTION_POLICIES))
     parser.add_argument("--promotion-metric", help="metric to compare (default: the model's primary metric)")
     parser.add_argument("--promotion-mode", help="max or min (default: the metric's own)")
     parser.add_argument("--min-improvement", type=float, default=0.0, help="required gain over the champion")
-    parser.add_argument("--alias", default="champion", help="registry alias that marks the served version")
+    parser.add_argument("--alias", default=DEFAULT_ALIAS, help="registry alias that marks the served version")
     add_tune_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -111,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
     from pitwall_trainer.training import train
 
     check_model_options(args)
-    if args.promotion_policy not in POLICIES:
-        raise ConfigError(f"--promotion-policy: {args.promotion_policy!r} is not one of {', '.join(POLICIES)}")
+    if args.promotion_policy not in PROMOTION_POLICIES:
+        raise ConfigError(f"--promotion-policy: {args.promotion_policy!r} is not one of {', '.join(PROMOTION_POLICIES)}")
     if args.promotion_mode not in (None, "max", "min"):
         raise ConfigError(f"--promotion-mode: {args.promotion_mode!r} is not max or min")
     params = parse_params(args.params)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pitwall_api.trainingrun import DEFAULT_ALGORITHM
 
 CLASSIFY, RANK, REGRESS = "classify", "rank", "regress"
 
@@ -26,7 +27,7 @@ class ModelSpec:
     description: str = ""
     # The CLI's and the TrainingRun's algorithm when none is given: the same for every model
     # (bench/race_winner_selection.md: chosen on per-race backtests of 2019-2023; 2024 is the check).
-    default_algorithm: str = "logistic_regression"
+    default_algorithm: str = DEFAULT_ALGORITHM
 
     def rows(self, frame: pd.DataFrame) -> pd.Series:
         """Rows this model can learn from or be scored on (target present, modern enough)."""

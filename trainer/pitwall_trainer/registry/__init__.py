@@ -18,10 +18,11 @@ estimator is logged), promotion (the alias and the champion).
 """
 
 
+from pitwall_api.trainingrun import DEFAULT_ALIAS
+
 from pitwall_trainer.registry.flavours import choose_flavour
 from pitwall_trainer.registry.promotion import champion_info, promote
 from pitwall_trainer.registry.tracking import (
-    DEFAULT_ALIAS,
     ENV_DEFAULTS,
     NAME_PREFIX,
     POLICIES,

@@ -9,12 +9,12 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pitwall_api.trainingrun import DEFAULT_ALIAS
 
 from pitwall_trainer.errors import ConfigError
 from pitwall_trainer.progress import phase
 from pitwall_trainer.promotion_guard import promotion_lease
 from pitwall_trainer.registry.tracking import (
-    DEFAULT_ALIAS,
     NAME_PREFIX,
     POLICIES,
     TAG_PREFIX,

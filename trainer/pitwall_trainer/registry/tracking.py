@@ -17,6 +17,7 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pitwall_api.redact import redact_text, redact_uri
+from pitwall_api.trainingrun import PROMOTION_POLICIES
 
 from pitwall_trainer.data.paths import cache_root
 from pitwall_trainer.errors import ConfigError
@@ -28,8 +29,7 @@ from pitwall_trainer.result import RegistryRecord, TrainResult
 log = logging.getLogger(__name__)
 
 NAME_PREFIX = "pitwall-"
-DEFAULT_ALIAS = "champion"
-POLICIES = ("IfBetter", "Always", "Never")
+POLICIES = PROMOTION_POLICIES
 TAG_PREFIX = "pitwall.promotion."
 
 # Set around every MLflow call (values set by the user win). Bounded HTTP retries: a down server
