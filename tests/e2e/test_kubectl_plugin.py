@@ -8,7 +8,6 @@ installed it) it is stopped for this module and started again afterwards.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE, REPO, example_run
+from tests.e2e.conftest import REPO, example_run
 from tests.plugins.cluster import Cluster, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -71,12 +70,10 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Setup]:
-    session_operator = _running_operator_fixture(request)
-    if session_operator is not None:  # an earlier module started it: stop and start it through the fixture
-        session_operator.stop()
-        stopped_operator = 0
-    else:
-        stopped_operator = _stop_operator(cluster)
+    """Runs whose status this module writes by hand: the session's operator is stopped meanwhile
+    (it would write over them), through its fixture so later modules keep a true record of its pod."""
+    operator = request.getfixturevalue("operator")
+    operator.stop()
     namespace = f"kp-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
@@ -89,47 +86,7 @@ def setup(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Setup]:
         for kind in ("trainingruns", "retrainpolicies", "jobs"):
             cluster.kubectl("delete", kind, "--all", "-n", namespace, "--wait=true", "--timeout=60s", check=False)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        if session_operator is not None:
-            session_operator.start()
-        elif stopped_operator:
-            _start_operator(cluster, stopped_operator)
-
-
-def _running_operator_fixture(request: pytest.FixtureRequest) -> Any:
-    """The session's `operator` fixture when an earlier module created it and its pod runs, else None.
-
-    Going through it keeps its record of the pod (logs, metrics) right for the modules after this one.
-    """
-    try:
-        definitions = request._fixturemanager.getfixturedefs("operator", request.node) or []
-    except (AttributeError, TypeError):
-        return None
-    for definition in definitions:
-        cached = getattr(definition, "cached_result", None)
-        if cached and cached[0] is not None and getattr(cached[0], "pod", None) is not None:
-            return cached[0]
-    return None
-
-
-def _stop_operator(cluster: Cluster) -> int:
-    """Scale the chart's operator (deployed outside this session) to zero while it runs; its replicas."""
-    result = cluster.kubectl("get", "deployment", OPERATOR_DEPLOYMENT, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False)
-    if result.returncode != 0:
-        return 0
-    replicas = json.loads(result.stdout)["spec"].get("replicas") or 0
-    if replicas:
-        cluster.kubectl("scale", "deployment", OPERATOR_DEPLOYMENT, "-n", OPERATOR_NAMESPACE, "--replicas=0")
-        wait_for(lambda: not cluster.kubectl_json("get", "pods", "-n", OPERATOR_NAMESPACE, "-l",
-                                                  "app.kubernetes.io/component=operator")["items"],
-                 timeout=90, what="the operator stopped")
-    return replicas
-
-
-def _start_operator(cluster: Cluster, replicas: int) -> None:
-    from pitwall_sandbox import chart
-
-    cluster.kubectl("scale", "deployment", OPERATOR_DEPLOYMENT, "-n", OPERATOR_NAMESPACE, f"--replicas={replicas}")
-    chart.wait_operator_ready(cluster.kubeconfig, namespace=OPERATOR_NAMESPACE, timeout=180)
+        operator.start()
 
 
 def _populate(s: Setup) -> None:
