@@ -4,6 +4,7 @@ trainer -> a real MLflow server -> status, Events and Slack posts back (issue 6,
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -83,13 +84,37 @@ def test_example_succeeds_with_metrics_mlflow_and_promotion(cluster, operator, f
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["run", "--spec", "/etc/pitwall/spec.yaml"]
 
 
+def scraped(text: str) -> dict[tuple[str, frozenset], float]:
+    """Prometheus text format -> {(name, {(label, value)}): value}: label order does not matter."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            name, _, labels = key.partition("{")
+            out[(name, frozenset(re.findall(r'(\w+)="([^"]*)"', labels)))] = float(value)
+    return out
+
+
 def test_operator_metrics(operator, first_run):
     text = operator.metrics()
-    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    assert float(lines['pitwall_trainingruns{state="Succeeded"}']) >= 1
-    assert float(lines["pitwall_creation_to_job_seconds_count"]) >= 1
-    assert float(lines["pitwall_promotions_total"]) >= 1
-    assert float(lines['pitwall_reconcile_duration_seconds_count{handler="create"}']) >= 1
+    series = scraped(text)
+
+    def value(name: str, **labels: str) -> float:
+        assert (name, frozenset(labels.items())) in series, f"no {name}{labels} in:\n{text}"
+        return series[(name, frozenset(labels.items()))]
+
+    model = first_run["spec"]["model"]
+    assert value("pitwall_trainingruns", state="Succeeded", model=model) >= 1
+    assert value("pitwall_creation_to_job_seconds_count") >= 1
+    assert value("pitwall_promotions_total", model=model) >= 1
+    assert value("pitwall_reconcile_duration_seconds_count", handler="create") >= 1
+    # issue 14: the run's end is observed once, from its status transition
+    assert value("pitwall_run_duration_seconds_count", model=model, outcome="Succeeded") >= 1
+    assert value("pitwall_queue_wait_seconds_count", model=model) >= 1
+    # and the trainer reported its phases and resources, which the operator kept
+    progress, resources = first_run["status"]["progress"], first_run["status"].get("resources") or {}
+    assert progress["phase"] == "Done" and progress["percent"] == 100 and progress.get("metricName")
+    assert resources.get("peakCpuCores", 0) > 0 and resources.get("peakMemoryBytes", 0) > 0
 
 
 def test_second_run_that_does_not_beat_the_champion_is_not_promoted(cluster, operator, first_run, slack, e2e_env):
