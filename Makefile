@@ -23,7 +23,7 @@ controlplane: setup
 demo: controlplane
 	$(VENV)/bin/pitwall-sandbox demo
 
-# The laptop command of the original design: the same training without a cluster.
+# The same training on a laptop, without a cluster (XGBoost here; the default is logistic_regression).
 train: setup
 	$(VENV)/bin/pitwall-train train --model race_winner --seasons 2022,2023,2024 --algorithm xgboost --output models/race_winner_v1.pkl
 

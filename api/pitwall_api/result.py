@@ -59,8 +59,8 @@ class TrainerResult(StatusModel):
     def salvage(cls, document: Any) -> TrainerResult | None:
         """Parse a termination message's JSON, keeping every field that is valid on its own.
 
-        A message the kubelet cut short or a figure of the wrong type must not lose the rest
-        (the model version above all); None when it is not a trainer result at all.
+        A figure of the wrong type or a block out of bounds must not lose the rest (the model
+        version above all); None when it is not a trainer result at all.
         """
         if not isinstance(document, dict) or "ok" not in document:
             return None

@@ -105,8 +105,9 @@ def apply_framework_settings(settings: Any, config: Settings) -> None:
     """The kopf settings that are framework tuning, not product behaviour (the benchmark's floor
     operator applies the same ones, so the comparison measures our work, not our tuning).
 
-    State in status (GitOps-safe: the operator never writes metadata of a resource git owns), own
-    finalizer, Events only for warnings, bounded workers.
+    State in status (GitOps-safe: the operator writes no spec and no field a manifest sets; on a run
+    only its status, kopf's finalizer and the `pitwall.io/children` annotation), own finalizer,
+    Events only for warnings, bounded workers.
     """
     import kopf  # the trainer image imports this module and has no kopf
 

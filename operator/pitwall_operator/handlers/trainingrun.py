@@ -144,8 +144,14 @@ def on_delete(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         delete_children(dict(body))
     except k8s.ApiError as exc:
         raise kopf.TemporaryError(f"cannot delete children yet: {exc}", delay=5) from exc
-    finally:
-        metrics.observe_run(body, body.get("status"), None)
+
+
+@kopf.on.event(*RESOURCE)
+def on_run_event(event: kopf.RawEvent, **_: Any) -> None:
+    """A run is gone (whether or not it carried the finalizer): the metrics forget it."""
+    if event.get("type") == "DELETED":
+        run = event.get("object") or {}
+        metrics.observe_run(run, run.get("status"), None)
 
 
 # --- wake-up calls ------------------------------------------------------------------------------------
@@ -169,20 +175,23 @@ def on_child_event(event: kopf.RawEvent, namespace: str | None, labels: kopf.Lab
     """A child changed in a way its run's state depends on: write that into the run's annotation.
 
     ADDED is skipped (a new child has nothing to report; after a restart the resume handlers
-    cover every run). Errors are logged, not raised (kopf does not retry event handlers; the
-    timer covers a lost wake-up).
+    cover every run); a re-list after a broken watch (type None) counts, a change may have
+    happened in the gap. Errors are logged, not raised (kopf does not retry event handlers; the
+    next change or the timer wakes the run).
     """
     kind, child = event.get("type"), event.get("object") or {}
-    if kind not in ("MODIFIED", "DELETED") or not namespace:
+    if kind not in ("MODIFIED", "DELETED", None) or not namespace:
         return
-    signature = "gone" if kind == "DELETED" else child_signature(child)
+    uid = ((child.get("metadata") or {}).get("uid") or "")[:8]
+    signature = f"gone {uid}" if kind == "DELETED" else child_signature(child)
     if memo.get("signature") == signature:
         return
-    memo["signature"] = signature
     try:
         k8s.annotate_training_run(namespace, labels[RUN_LABEL], {CHILDREN_ANNOTATION: signature})
     except k8s.ApiError as exc:
         log.warning("could not wake %s/%s after a child's change: %s", namespace, labels.get(RUN_LABEL), exc)
+        return
+    memo["signature"] = signature
 
 
 def _active(status: kopf.Status, **_: Any) -> bool:
