@@ -106,7 +106,7 @@ def apply_framework_settings(settings: Any, config: Settings) -> None:
     operator applies the same ones, so the comparison measures our work, not our tuning).
 
     State in status (GitOps-safe: the operator writes no spec and no field a manifest sets; on a run
-    only its status, kopf's finalizer and the `pitwall.io/children` annotation), own finalizer,
+    only its status and the `pitwall.io/children` annotation), own finalizer (RetrainPolicies),
     Events only for warnings, bounded workers.
     """
     import kopf  # the trainer image imports this module and has no kopf

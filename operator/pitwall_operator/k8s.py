@@ -99,10 +99,12 @@ _GROUPED = {("batch/v1", "Job"): "jobs", ("ray.io/v1", "RayCluster"): "raycluste
             ("coordination.k8s.io/v1", "Lease"): "leases"}
 
 
-def collection_path(api_version: str, kind: str, namespace: str) -> str:
+def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
+    """The collection in a namespace, or in every namespace when `namespace` is None."""
+    scope = f"/namespaces/{quote(namespace)}" if namespace is not None else ""
     if api_version == "v1":
-        return f"/api/v1/namespaces/{quote(namespace)}/{_CORE[kind]}"
-    return f"/apis/{api_version}/namespaces/{quote(namespace)}/{_GROUPED[(api_version, kind)]}"
+        return f"/api/v1{scope}/{_CORE[kind]}"
+    return f"/apis/{api_version}{scope}/{_GROUPED[(api_version, kind)]}"
 
 
 def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
@@ -234,7 +236,7 @@ def patch_policy_status(namespace: str, name: str, status: dict[str, Any]) -> di
     return request("PATCH", path, {"status": status}, content_type=MERGE_PATCH)
 
 
-def list_objects(api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-    """Objects of a kind in a namespace matching a label selector (TrainingRuns, Jobs, Pods)."""
+def list_objects(api_version: str, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+    """Objects of a kind in a namespace (None: all) matching a label selector (TrainingRuns, Jobs, Pods)."""
     path = collection_path(api_version, kind, namespace)
     return request("GET", path, query={"labelSelector": label_selector}).get("items") or []

@@ -299,4 +299,4 @@ def test_the_module_python_m_pitwall_operator_runs_registers_the_retrain_policy_
     code = ("import kopf, pitwall_operator.handlers; r = kopf.get_default_registry(); "
             "print(sorted(h.id for reg in (r._changing, r._spawning) for h in reg.get_all_handlers()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "'rp_timer'" in out and "'rp_create'" in out and "'reconcile_run'" in out and "'check'" in out
+    assert "'rp_timer'" in out and "'rp_create'" in out and "'reconcile_run'" in out

@@ -264,17 +264,6 @@ def test_oom_killed_says_so_and_how_to_fix_it():
     assert out.failure["type"] == "OOMKilled"
 
 
-def test_the_safety_net_timer_covers_runs_whose_create_retry_was_lost():
-    """kopf's own patch refused: no event wakes the create handler again, the timer must."""
-    from pitwall_operator.handlers.trainingrun import _active
-
-    assert not _active({})  # a new run: no timer (no finalizer write) unless something failed
-    assert _active({"kopf": {"progress": {"on_create": {"retries": 3, "delayed": T1}}}})
-    assert _active({"jobName": "r-train", "startTime": "2000-01-01T00:00:00Z"})
-    done = {"jobName": "r-train", "conditions": [{"type": "Succeeded", "status": "True"}]}
-    assert not _active(done) and not _active({"state": "Suspended", "jobName": "r-train"})
-
-
 def test_a_termination_message_with_one_bad_field_keeps_the_others() -> None:
     """TrainerResult.salvage: a metric of the wrong type or a clipped block never loses the version."""
     from pitwall_api.result import TrainerResult

@@ -66,14 +66,37 @@ def test_a_deleted_run_leaves_the_state_gauge(monkeypatch) -> None:
     assert before >= 1 and succeeded() == before - 1
 
 
-def test_the_timer_wakes_a_run_only_when_no_child_event_will() -> None:
+def test_the_resync_wakes_a_run_only_when_its_status_and_children_disagree() -> None:
     now = "2026-06-01T10:10:00Z"
     fresh = {"metadata": {"creationTimestamp": "2026-06-01T10:09:58Z"}, "spec": {}, "status": {"active": 1}}
     stuck = {"metadata": {"creationTimestamp": "2026-06-01T10:00:00Z"}, "spec": {}, "status": {"active": 1}}
     ended = {**fresh, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
-    running = {"jobName": "rw-train"}
+    running = {"jobName": "rw-train", "state": "Running"}
     assert not handlers.needs_a_look(running, fresh, None, now)
+    assert handlers.needs_a_look({"jobName": "rw-train", "state": "Pending"}, fresh, None, now)  # a lost write
     assert handlers.needs_a_look(running, stuck, None, now)  # a pod not ready after the grace period
     assert handlers.needs_a_look(running, ended, None, now)  # ended but the run did not hear of it
     assert handlers.needs_a_look(running, None, None, now)  # gone, or not seen yet
     assert handlers.needs_a_look({}, None, None, now)  # a create whose retry was lost
+
+
+def test_the_resync_picks_the_runs_to_wake() -> None:
+    now = "2026-06-01T10:10:00Z"
+
+    def run(name: str, created: str = "2026-06-01T10:00:00Z", **status: Any) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "f1", "creationTimestamp": created}, "spec": {}, "status": status}
+
+    def child(run_name: str, **status: Any) -> dict[str, Any]:
+        return {"kind": "Job", "metadata": {"name": f"{run_name}-train", "namespace": "f1", "uid": "u",
+                                            "labels": {"pitwall.io/training-run": run_name},
+                                            "creationTimestamp": "2026-06-01T10:09:55Z"}, "spec": {}, "status": status}
+
+    runs = [run("lost-create"), run("brand-new", created="2026-06-01T10:09:59Z"),
+            run("healthy", jobName="healthy-train", state="Running"),
+            run("finished-unseen", jobName="finished-unseen-train", state="Running"),
+            run("done", jobName="done-train", conditions=[{"type": "Succeeded", "status": "True"}]),
+            run("paused", state="Suspended")]
+    jobs = [child("healthy", active=1, ready=1), child("done", succeeded=1),
+            child("finished-unseen", succeeded=1, conditions=[{"type": "Complete", "status": "True"}])]
+    woken = handlers.runs_to_wake(runs, jobs, [], now, min_age=5)
+    assert woken == [("f1", "lost-create"), ("f1", "finished-unseen")]

@@ -191,7 +191,7 @@ def _ensure_children(cluster: Cluster, body: dict[str, Any], original: dict[str,
             cluster.create(build_network_policy(run))
             ray_cluster, _ = cluster.create(build_ray_cluster(run, spec, settings))
         if not is_ready(ray_cluster):
-            if _age(status.get("startTime"), now) >= settings.ray_ready_timeout:
+            if age_seconds(status.get("startTime"), now) >= settings.ray_ready_timeout:
                 outcome = st.ray_not_ready(status, generation, ray_cluster, settings.ray_ready_timeout, now)
                 return _end(cluster, original, outcome, spec, run, warnings)
             outcome = st.created(status, generation, now, job_name=None,
@@ -221,7 +221,7 @@ def _ensure_children(cluster: Cluster, body: dict[str, Any], original: dict[str,
     if outcome.state not in ("Succeeded", "Failed") and may_be_stuck(job, now):
         waiting = st.pod_waiting(job, cluster.list_job_pods(namespace, job["metadata"]["name"]))
         if waiting is not None:
-            outcome = st.pod_not_starting(status, outcome, waiting, _age(waiting.since, now),
+            outcome = st.pod_not_starting(status, outcome, waiting, age_seconds(waiting.since, now),
                                           settings.pod_start_timeout, generation, now)
             if outcome.state == "Failed":
                 _delete_children(cluster, run)  # else its pod would wait for ever
@@ -231,7 +231,7 @@ def _ensure_children(cluster: Cluster, body: dict[str, Any], original: dict[str,
 POD_CHECK_GRACE = 10.0  # seconds a new Job's pods get before the operator looks at why they wait
 
 
-def _age(iso: str | None, now: str) -> float:
+def age_seconds(iso: str | None, now: str) -> float:
     """Seconds from `iso` to `now` (0 when unknown)."""
     then, current = parse_time(iso), parse_time(now)
     return (current - then).total_seconds() if then and current else 0.0
@@ -241,7 +241,7 @@ def may_be_stuck(job: dict[str, Any], now: str) -> bool:
     """An unsuspended Job past the grace period with a pod that is not ready, or with no pod: only
     then are its pods read (one request), so a healthy run costs nothing more."""
     counts = job.get("status") or {}
-    if (job.get("spec") or {}).get("suspend") or _age(job["metadata"].get("creationTimestamp"), now) < POD_CHECK_GRACE:
+    if (job.get("spec") or {}).get("suspend") or age_seconds(job["metadata"].get("creationTimestamp"), now) < POD_CHECK_GRACE:
         return False
     active, ready = int(counts.get("active") or 0), int(counts.get("ready") or 0)
     nothing = not any(int(counts.get(k) or 0) for k in ("active", "failed", "succeeded"))

@@ -5,13 +5,15 @@ body that shows the previous one's status write. So every reconcile runs there:
 - a spec edit or a new run arrives as create/update;
 - a child's change (its Job started, ended or went; its RayCluster became ready) is written by
   `on_child_event` into the run's `pitwall.io/children` annotation, which arrives as an update;
-- the safety-net timer writes the same annotation when the children's events cannot help (a pod
-  that never starts, a slow RayCluster, a lost event, a create whose retry was lost).
+- a periodic resync (the safety net, like controller-runtime's) writes the same annotation on a
+  run whose status and children disagree: a pod that never starts, a slow RayCluster, a lost
+  event, or a pass whose status kopf could not write (its PATCH refused, the API server down).
 The children themselves are read from kopf indexes fed by the same watches (no GET per pass).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -24,7 +26,14 @@ from pitwall_operator.builders import slack as payloads
 from pitwall_operator.builders.meta import RUN_LABEL
 from pitwall_operator.builders.raycluster import is_ready
 from pitwall_operator.config import GROUP, PLURAL, VERSION, apply_framework_settings, settings
-from pitwall_operator.handlers.reconcile import Result, delete_children, may_be_stuck, now_iso, reconcile
+from pitwall_operator.handlers.reconcile import (
+    Result,
+    age_seconds,
+    delete_children,
+    may_be_stuck,
+    now_iso,
+    reconcile,
+)
 
 log = logging.getLogger(__name__)
 SETTINGS = settings()
@@ -194,39 +203,84 @@ def on_child_event(event: kopf.RawEvent, namespace: str | None, labels: kopf.Lab
     memo["signature"] = signature
 
 
-def _active(status: kopf.Status, **_: Any) -> bool:
-    """Runs that have not ended: with children, or whose create handler waits for a retry.
-
-    kopf evaluates this only when an event arrives, so it must not depend on time: a run whose
-    events stopped still needs its timer. The price is kopf's finalizer on each run (one write).
-    """
-    status = status or {}
-    if is_terminal(status.get("conditions")) or status.get("state") == "Suspended":
-        return False
-    if not (status.get("jobName") or status.get("rayClusterName")):  # nothing created yet: only when a
-        return bool((status.get("kopf") or {}).get("progress"))  # handler failed and waits for a retry
-    return True
-
-
 def needs_a_look(status: dict[str, Any], job: dict[str, Any] | None, ray_cluster: dict[str, Any] | None,
                  now: str) -> bool:
-    """Whether the timer should wake the reconcile: only when no child's event will."""
+    """Whether a run that has not ended should be reconciled although no event asked for it: its
+    status may have missed a write (kopf's PATCH refused, the API server down) or an event was lost."""
     if not (status.get("jobName") or status.get("rayClusterName")):
-        return True  # a create whose retry was lost
+        return True  # a create that never took
     if status.get("rayClusterName") and not status.get("jobName"):
         return ray_cluster is None or not is_ready(ray_cluster)  # the ready timeout, a lost event
     if job is None:
         return True  # gone, or a lost event
     ended = any(c.get("type") in ("Complete", "Failed", "SuccessCriteriaMet") and c.get("status") == "True"
                 for c in (job.get("status") or {}).get("conditions") or [])
-    return ended or may_be_stuck(job, now)  # a lost event; a pod that never starts
+    active = int((job.get("status") or {}).get("active") or 0) > 0
+    return ended or may_be_stuck(job, now) or (active and status.get("state") != "Running")
 
 
-@kopf.timer(*RESOURCE, interval=SETTINGS.timer_interval, initial_delay=SETTINGS.timer_interval, when=_active)
-def check(body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, run_jobs: kopf.Index,
-          run_ray_clusters: kopf.Index, **_: Any) -> None:
-    """The safety net: wake the reconcile of a run that has not ended when its children cannot."""
-    now = now_iso()
-    job, ray_cluster = _one(run_jobs, (namespace, name)), _one(run_ray_clusters, (namespace, name))
-    if needs_a_look(dict(body.get("status") or {}), job, ray_cluster, now):
-        patch.metadata.annotations[CHILDREN_ANNOTATION] = f"checked {now}"
+def runs_to_wake(runs: list[dict[str, Any]], jobs: list[dict[str, Any]], ray_clusters: list[dict[str, Any]],
+                 now: str, min_age: float) -> list[tuple[str, str]]:
+    """(namespace, name) of every run, not ended nor suspended nor being deleted and older than
+    `min_age` seconds, whose children and status say it needs a look."""
+    def by_run(children: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {((c["metadata"].get("namespace") or "default"), (c["metadata"].get("labels") or {}).get(RUN_LABEL, "")): c
+                for c in children}
+
+    job_of, cluster_of = by_run(jobs), by_run(ray_clusters)
+    out = []
+    for run in runs:
+        meta, status = run["metadata"], run.get("status") or {}
+        key = (meta.get("namespace") or "default", meta["name"])
+        if meta.get("deletionTimestamp") or is_terminal(status.get("conditions")) or status.get("state") == "Suspended":
+            continue
+        if age_seconds(meta.get("creationTimestamp"), now) < min_age:
+            continue  # its create handler is (most likely) still at work
+        if needs_a_look(status, job_of.get(key), cluster_of.get(key), now):
+            out.append(key)
+    return out
+
+
+def resync(now: str | None = None) -> list[tuple[str, str]]:
+    """One pass of the safety net: list runs and children, wake those that need a look."""
+    now = now or now_iso()
+    namespaces: list[str | None] = list(SETTINGS.namespaces) or [None]
+    runs, jobs, clusters = [], [], []
+    for namespace in namespaces:
+        runs += k8s.list_objects(f"{GROUP}/{VERSION}", "TrainingRun", namespace, "")
+        jobs += k8s.list_objects("batch/v1", "Job", namespace, RUN_LABEL)
+        try:
+            clusters += k8s.list_objects("ray.io/v1", "RayCluster", namespace, RUN_LABEL)
+        except k8s.ApiError as exc:
+            if exc.status != 404:  # no KubeRay: no RayClusters
+                raise
+    woken = runs_to_wake(runs, jobs, clusters, now, min_age=SETTINGS.timer_interval)
+    for namespace, name in woken:
+        k8s.annotate_training_run(namespace, name, {CHILDREN_ANNOTATION: f"checked {now}"})
+    return woken
+
+
+async def resync_forever(interval: float) -> None:
+    """Like controller-runtime's periodic resync: every `interval` seconds, whatever happened to
+    events and to kopf's own writes, a run whose status and children disagree is woken."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            woken = await loop.run_in_executor(None, resync)
+            if woken:
+                log.info("resync woke %d run(s): %s", len(woken), ", ".join(f"{ns}/{n}" for ns, n in woken[:10]))
+        except Exception as exc:  # noqa: BLE001 - the next pass tries again
+            log.warning("resync failed, trying again in %.0fs: %s", interval, exc)
+
+
+@kopf.on.startup()
+async def start_resync(memo: kopf.Memo, **_: Any) -> None:
+    memo["resync"] = asyncio.get_running_loop().create_task(resync_forever(max(1.0, SETTINGS.timer_interval)))
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("resync")
+    if task is not None:
+        task.cancel()
