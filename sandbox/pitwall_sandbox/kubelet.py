@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 from aiohttp import web
 
@@ -31,6 +32,7 @@ NODE_NAME = "sandbox-node"
 STORAGE_CLASS = "sandbox-hostpath"
 PROVISIONER = "pitwall.io/sandbox-hostpath"
 HEARTBEAT = 10.0
+STATUS_ATTEMPTS = 60  # ~5 minutes of retries at most (0.5 s doubling to 5 s)
 
 
 class Kubelet:
@@ -196,12 +198,23 @@ class Kubelet:
             runner.cleanup()
 
     async def write_status(self, runner: PodRunner, status: dict[str, Any]) -> None:
+        """Write until the API server takes it, as a kubelet's status manager keeps syncing: a pod's
+        end written while the API server restarts must not leave the pod Running for ever."""
         path = f"/api/v1/namespaces/{runner.namespace}/pods/{runner.name}/status"
-        try:
-            await self.api.patch(path, {"metadata": {"uid": runner.uid}, "status": status})
-        except ApiError as error:
-            if error.status not in (404, 409):
-                log.warning("pod %s/%s status: %s", runner.namespace, runner.name, error)
+        delay = 0.5
+        for attempt in range(STATUS_ATTEMPTS):
+            try:
+                await self.api.patch(path, {"metadata": {"uid": runner.uid}, "status": status})
+                return
+            except ApiError as error:
+                if error.status in (404, 409):  # the pod is gone, or is another pod of that name now
+                    return
+                problem: Exception = error
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                problem = error
+            log.warning("pod %s/%s status (attempt %d): %s", runner.namespace, runner.name, attempt + 1, problem)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def event(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
         meta = obj["metadata"]
