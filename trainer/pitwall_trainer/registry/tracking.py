@@ -360,9 +360,13 @@ def _log_model(
     }
     if flavour == "pyfunc":  # bundle the trainer's code: a serving process needs only the pip packages
         import mlflow.pyfunc
+        import pitwall_api
 
-        code = Path(__file__).resolve().parent
-        return mlflow.pyfunc.log_model(python_model=result.serving, code_paths=[str(code)], **common)
+        import pitwall_trainer
+
+        # the trainer package and the contract it imports (a serving process has neither installed)
+        code = [str(Path(pkg.__file__).resolve().parent) for pkg in (pitwall_trainer, pitwall_api)]
+        return mlflow.pyfunc.log_model(python_model=result.serving, code_paths=code, **common)
     if flavour == "xgboost":
         import mlflow.xgboost
 
